@@ -1,1 +1,59 @@
-fn main() {}
+//! `nabla-tender` command-line entry point: turns errors into upstream-style messages
+//! (`nabla-tender: …` on stderr, exit 1) and, with `--x-control-fd`, reports them to the shim.
+
+use std::process::exit;
+
+use nabla_tender::cli::{self, Action, USAGE};
+use nabla_tender::control::Control;
+use nabla_tender::{elf, tender, UPSTREAM_VERSION};
+
+fn fail(message: &str, usage: bool, control: Option<&Control>) -> ! {
+    if let Some(c) = control {
+        c.report_error(message);
+    }
+    eprintln!("nabla-tender: {message}");
+    if usage {
+        eprintln!("{USAGE}");
+    }
+    exit(1)
+}
+
+fn main() {
+    let args: Vec<_> = std::env::args_os().skip(1).collect();
+    let inv = match cli::parse(&args) {
+        Ok(Action::Help) => {
+            eprintln!("{USAGE}");
+            exit(1)
+        }
+        Ok(Action::Version) => {
+            eprintln!(
+                "nabla-tender, version {} (solo5-spt {UPSTREAM_VERSION} compatible)\nABI version {}",
+                env!("CARGO_PKG_VERSION"),
+                elf::SPT_ABI_VERSION
+            );
+            exit(0)
+        }
+        Ok(Action::Run(inv)) => inv,
+        Err(e) => fail(&e.to_string(), e.wants_usage(), None),
+    };
+    let control = match inv.control_fd.map(Control::from_fd).transpose() {
+        Ok(c) => c,
+        Err(e) => fail(&e.to_string(), false, None),
+    };
+    let keep: Vec<_> = control.iter().map(Control::raw_fd).collect();
+    let prepared = match tender::prepare(&inv, &keep) {
+        Ok(p) => p,
+        Err(e) => fail(&e.to_string(), e.wants_usage(), control.as_ref()),
+    };
+    if let Some(c) = &control {
+        if let Err(e) = c.ready_then_wait(prepared.ready_report()) {
+            fail(&e.to_string(), false, None);
+        }
+    }
+    // EOF on the control socket now tells the shim the guest is running or gone.
+    drop(control);
+    match prepared.launch() {
+        Ok(never) => match never {},
+        Err(e) => fail(&e.to_string(), false, None),
+    }
+}
