@@ -23,6 +23,9 @@ pub enum ElfError {
     /// The file could not be read at all.
     #[error("Could not read: {0}")]
     Io(#[from] std::io::Error),
+    /// A directory, device or other non-regular file.
+    #[error("Invalid or unsupported executable: not a regular file")]
+    NotAFile,
     /// Shorter than an ELF header, or a header/note/segment lies past the end.
     #[error("Invalid or unsupported executable: file is truncated ({0})")]
     Truncated(&'static str),
@@ -121,6 +124,9 @@ pub struct Executable {
 impl Executable {
     /// Reads and checks the ELF header and program headers (spec §1.1).
     pub fn open(file: File) -> Result<Self, ElfError> {
+        if !file.metadata()?.is_file() {
+            return Err(ElfError::NotAFile);
+        }
         let (entry, phdrs) = {
             let cache = ReadCache::new(&file);
             let data = &cache;
