@@ -31,7 +31,11 @@ pub fn tender_bin() -> PathBuf {
 /// A test guest by name; panics with the command to build it if it is missing.
 pub fn guest(name: &str) -> PathBuf {
     let p = workspace_root().join("target/guests/release").join(name);
-    assert!(p.exists(), "{} is missing: run `make guests` first", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run `make guests` first",
+        p.display()
+    );
     p
 }
 
@@ -121,4 +125,95 @@ fn read_back(mut f: std::fs::File) -> String {
     f.seek(SeekFrom::Start(0)).expect("seek");
     f.read_to_end(&mut s).expect("read");
     String::from_utf8_lossy(&s).into_owned()
+}
+
+/// A tender left running, with its console read line by line on a helper thread.
+pub struct LiveTender {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl LiveTender {
+    /// Spawns `cmd` (stdout piped and read in the background, stderr inherited).
+    pub fn spawn(mut cmd: Command) -> LiveTender {
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn tender");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        LiveTender {
+            child,
+            lines: rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for a console line containing `needle` and returns it; panics with the output so
+    /// far if it does not come within `timeout` or the console closes.
+    pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(e) => panic!(
+                    "no console line with {needle:?} ({e}); seen: {:?}",
+                    self.seen
+                ),
+            }
+        }
+    }
+
+    /// Waits for the process to end by itself (panics after `timeout`); returns the shell status.
+    pub fn wait(mut self, timeout: Duration) -> i32 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.child.try_wait().expect("wait") {
+                return shell_status(st);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "tender did not exit within {timeout:?}; seen: {:?}",
+                    self.seen
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Kills the process (SIGKILL) and reaps it.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for LiveTender {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }

@@ -90,12 +90,21 @@ fn memory_is_reserved_not_touched() {
 #[test]
 fn mem_option_sets_guest_memory() {
     let r = run("meminfo", &[], &[]);
-    assert!(r.stdout.contains(&format!("mem_size={}", 512u64 << 20)), "{r:?}");
+    assert!(
+        r.stdout.contains(&format!("mem_size={}", 512u64 << 20)),
+        "{r:?}"
+    );
     let r = run("meminfo", &["--mem=16M"], &[]);
-    assert!(r.stdout.contains(&format!("mem_size={}", 16u64 << 20)), "{r:?}");
+    assert!(
+        r.stdout.contains(&format!("mem_size={}", 16u64 << 20)),
+        "{r:?}"
+    );
     let r = run("meminfo", &["--mem=4096"], &[]);
     assert_eq!(r.status, 0, "{r:?}");
-    assert!(r.stdout.contains(&format!("mem_size={}", 4096u64 << 20)), "{r:?}");
+    assert!(
+        r.stdout.contains(&format!("mem_size={}", 4096u64 << 20)),
+        "{r:?}"
+    );
     for bad in ["0", "abc", "0x10", "-1", ""] {
         let r = run("meminfo", &[&format!("--mem={bad}")], &[]);
         assert_eq!(r.status, 1, "--mem={bad}: {r:?}");
@@ -109,11 +118,19 @@ fn mem_option_sets_guest_memory() {
 #[test]
 fn double_dash_and_option_like_guest_args() {
     let r = run_tender(
-        ["--".as_ref(), guest("hello").as_os_str(), "--mem=5".as_ref(), "Hello".as_ref()],
+        [
+            "--".as_ref(),
+            guest("hello").as_os_str(),
+            "--mem=5".as_ref(),
+            "Hello".as_ref(),
+        ],
         T,
     );
     assert_eq!(r.status, 0, "{r:?}");
-    assert!(r.stdout.contains("Command line is: '--mem=5 Hello'"), "{r:?}");
+    assert!(
+        r.stdout.contains("Command line is: '--mem=5 Hello'"),
+        "{r:?}"
+    );
 }
 
 #[test]
@@ -125,7 +142,11 @@ fn cmdline_limit_is_8191_characters() {
     let long = "x".repeat(4096);
     let r = run("hello", &[], &[&long, &long]);
     assert_eq!(r.status, 1, "{r:?}");
-    assert!(r.stderr.contains("Guest command line too long (max=8191 characters)"), "{r:?}");
+    assert!(
+        r.stderr
+            .contains("Guest command line too long (max=8191 characters)"),
+        "{r:?}"
+    );
 }
 
 #[test]
@@ -141,22 +162,37 @@ fn help_version_and_bad_options() {
     assert!(r.stderr.contains("Missing KERNEL operand"), "{r:?}");
     let r = run("hello", &["--bogus"], &[]);
     assert_eq!(r.status, 1);
-    assert!(r.stderr.contains("Invalid option: `--bogus'") && r.stderr.contains("usage:"), "{r:?}");
+    assert!(
+        r.stderr.contains("Invalid option: `--bogus'") && r.stderr.contains("usage:"),
+        "{r:?}"
+    );
 }
 
 #[test]
 fn undeclared_devices_are_refused() {
     let r = run("hello", &["--block:storage=/dev/null"], &[]);
     assert_eq!(r.status, 1);
-    assert!(r.stderr.contains("Resource not declared in manifest: 'storage'"), "{r:?}");
+    assert!(
+        r.stderr
+            .contains("Resource not declared in manifest: 'storage'"),
+        "{r:?}"
+    );
     let r = run("hello", &["--net:service0=tap0"], &[]);
     assert_eq!(r.status, 1);
-    assert!(r.stderr.contains("Resource not declared in manifest: 'service0'"), "{r:?}");
+    assert!(
+        r.stderr
+            .contains("Resource not declared in manifest: 'service0'"),
+        "{r:?}"
+    );
 }
 
 #[test]
 fn exec_heap_warns_and_runs() {
     let r = run("hello", &["--x-exec-heap"], &[]);
     assert_eq!(r.status, 0, "{r:?}");
-    assert!(r.stderr.contains("WARNING: The use of --x-exec-heap is dangerous"), "{r:?}");
+    assert!(
+        r.stderr
+            .contains("WARNING: The use of --x-exec-heap is dangerous"),
+        "{r:?}"
+    );
 }

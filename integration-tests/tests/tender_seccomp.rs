@@ -49,22 +49,34 @@ fn filter_installed_and_only_guest_fds_left() {
     assert_eq!(field("Seccomp:"), "2", "{status}");
     assert_eq!(field("NoNewPrivs:"), "1", "{status}");
     assert_eq!(field("Seccomp_filters:"), "1", "{status}");
-    assert_eq!(sigs, ("0000000000000000".into(), "0000000000000000".into()), "no handlers, empty mask");
+    assert_eq!(
+        sigs,
+        ("0000000000000000".into(), "0000000000000000".into()),
+        "no handlers, empty mask"
+    );
     let want: BTreeSet<String> = ["1", "4", "5"].iter().map(|s| s.to_string()).collect();
     assert_eq!(fds, want, "only console, epoll and timer fds remain");
-    assert!(maps.lines().any(|l| l.starts_with("00010000-")), "guest memory at 0x10000:\n{maps}");
-    assert!(!maps.lines().any(|l| l.starts_with("00100000-") && l.contains("wx")), "no W+X text:\n{maps}");
+    assert!(
+        maps.lines().any(|l| l.starts_with("00010000-")),
+        "guest memory at 0x10000:\n{maps}"
+    );
+    assert!(
+        !maps
+            .lines()
+            .any(|l| l.starts_with("00100000-") && l.contains("wx")),
+        "no W+X text:\n{maps}"
+    );
 }
 
 /// Arguments that satisfy the core rule of `nr`, if it has one (else zeros).
 fn passing_args(nr: u64) -> [u64; 6] {
     let a0 = match nr {
-        1 => 1,                // write(1, NULL, 0)
-        281 => EPOLL_FD,       // epoll_pwait(epfd, NULL, 0, ...) -> EINVAL, no block
-        286 => TIMER_FD,       // timerfd_settime(tfd, 0, NULL, NULL) -> EFAULT
-        228 => 1,              // clock_gettime(CLOCK_MONOTONIC, NULL) -> EFAULT
-        158 => 0x1002,         // arch_prctl(ARCH_SET_FS, 0)
-        231 => 0,              // exit_group(0)
+        1 => 1,          // write(1, NULL, 0)
+        281 => EPOLL_FD, // epoll_pwait(epfd, NULL, 0, ...) -> EINVAL, no block
+        286 => TIMER_FD, // timerfd_settime(tfd, 0, NULL, NULL) -> EFAULT
+        228 => 1,        // clock_gettime(CLOCK_MONOTONIC, NULL) -> EFAULT
+        158 => 0x1002,   // arch_prctl(ARCH_SET_FS, 0)
+        231 => 0,        // exit_group(0)
         _ => 0,
     };
     [a0, 0, 0, 0, 0, 0]
@@ -72,12 +84,18 @@ fn passing_args(nr: u64) -> [u64; 6] {
 
 /// Runs the probe guest with one syscall; true if the call was allowed (no SIGSYS).
 fn allowed(nr: u64, args: [u64; 6]) -> bool {
-    let mut v = vec![guest("probe").to_string_lossy().into_owned(), format!("{nr:#x}")];
+    let mut v = vec![
+        guest("probe").to_string_lossy().into_owned(),
+        format!("{nr:#x}"),
+    ];
     v.extend(args.iter().map(|a| format!("{a:#x}")));
     let r = run_tender(&v, T);
     match r.status {
         159 => {
-            assert!(r.stdout.contains("probe"), "probe {nr:#x} never reached its syscall: {r:?}");
+            assert!(
+                r.stdout.contains("probe"),
+                "probe {nr:#x} never reached its syscall: {r:?}"
+            );
             false
         }
         0 => true,
@@ -125,4 +143,126 @@ fn arguments_are_pinned() {
         assert!(!allowed(*nr, *args), "{what} must die with SIGSYS");
     }
     assert!(allowed(228, [0, 0, 0, 0, 0, 0]), "clock_gettime(REALTIME)");
+}
+
+/// Runs `probe-dev` (one block device, one NIC) with one syscall; true if it was allowed.
+fn allowed_dev(disk: &std::path::Path, tap_fd: i32, nr: u64, args: &[String]) -> bool {
+    let mut v = vec![
+        format!("--block:storage={}", disk.display()),
+        format!("--net:service0=@{tap_fd}"),
+        guest("probe-dev").to_string_lossy().into_owned(),
+        format!("{nr:#x}"),
+    ];
+    v.extend(args.iter().cloned());
+    let r = run_tender(&v, T);
+    match r.status {
+        159 => {
+            assert!(
+                r.stdout.contains("probe"),
+                "probe-dev {nr:#x} never reached its syscall: {r:?}"
+            );
+            false
+        }
+        0 => true,
+        other => panic!("probe-dev {nr:#x} {args:?}: unexpected status {other}: {r:?}"),
+    }
+}
+
+/// Arguments that satisfy the rule of `nr` with devices attached (symbolic ones are resolved
+/// by the probe from its manifest).
+fn passing_args_dev(nr: u64) -> Vec<String> {
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    match nr {
+        0 => s(&["fd:service0", "0", "0"]),
+        17 | 18 => s(&["fd:storage", "0", "bs:storage", "0"]),
+        281 => s(&["epollfd"]),
+        286 => s(&["timerfd"]),
+        _ => passing_args(nr).iter().map(|a| format!("{a:#x}")).collect(),
+    }
+}
+
+#[test]
+fn syscall_census_with_block_and_net() {
+    use nabla_integration_tests::netns::NetNs;
+    use std::os::fd::AsRawFd;
+    let ns = NetNs::new("census");
+    ns.add_tap("tap0", None);
+    let tap = ns.open_tap("tap0");
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("disk.img");
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(64 * 1024)
+        .unwrap();
+
+    let mut allowed_set = BTreeSet::new();
+    for nr in (0..=520u64).chain((0..=560u64).map(|n| 0x4000_0000 | n)) {
+        if allowed_dev(&disk, tap.as_raw_fd(), nr, &passing_args_dev(nr)) {
+            allowed_set.insert(nr);
+        }
+    }
+    println!(
+        "allowed syscalls with block + net ({}): {allowed_set:?}",
+        allowed_set.len()
+    );
+    // read, write, pread64, pwrite64 join the six core rules.
+    assert_eq!(
+        allowed_set,
+        BTreeSet::from([0, 1, 17, 18, 158, 228, 231, 281, 286])
+    );
+
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<String>>();
+    let fd = tap.as_raw_fd();
+    let denied: &[(&str, u64, Vec<String>)] = &[
+        (
+            "pread64 at capacity",
+            17,
+            s(&["fd:storage", "0", "bs:storage", "cap:storage"]),
+        ),
+        (
+            "pwrite64 at capacity",
+            18,
+            s(&["fd:storage", "0", "bs:storage", "cap:storage"]),
+        ),
+        (
+            "pread64 of two blocks",
+            17,
+            s(&["fd:storage", "0", "0x400", "0"]),
+        ),
+        (
+            "pread64 at -512",
+            17,
+            s(&["fd:storage", "0", "bs:storage", "0xfffffffffffffe00"]),
+        ),
+        (
+            "pread64 on the tap",
+            17,
+            s(&["fd:service0", "0", "bs:storage", "0"]),
+        ),
+        ("read on the disk", 0, s(&["fd:storage", "0", "0"])),
+        ("write on the disk", 1, s(&["fd:storage", "0", "0"])),
+        ("read on stdin", 0, s(&["0", "0", "0"])),
+    ];
+    for (what, nr, args) in denied {
+        assert!(
+            !allowed_dev(&disk, fd, *nr, args),
+            "{what} must die with SIGSYS"
+        );
+    }
+    let allowed_cases: &[(&str, u64, Vec<String>)] = &[
+        (
+            "pread64 of the last block",
+            17,
+            s(&["fd:storage", "0", "bs:storage", "last:storage"]),
+        ),
+        (
+            "pwrite64 of the last block",
+            18,
+            s(&["fd:storage", "0", "bs:storage", "last:storage"]),
+        ),
+        ("write on the tap", 1, s(&["fd:service0", "0", "0"])),
+    ];
+    for (what, nr, args) in allowed_cases {
+        assert!(allowed_dev(&disk, fd, *nr, args), "{what} must pass");
+    }
 }

@@ -1,0 +1,99 @@
+//! Small static Linux programs used as baselines (a do-nothing process, a `pread64` loop, …),
+//! compiled from C with the machine's gcc into `target/native/` on first use.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::tender::workspace_root;
+
+/// Compiles `source` (C) into a static executable `target/native/NAME` unless it is already
+/// there with the same source, and returns its path.
+pub fn static_c_program(name: &str, source: &str) -> PathBuf {
+    let dir = workspace_root().join("target/native");
+    std::fs::create_dir_all(&dir).expect("create target/native");
+    let bin = dir.join(name);
+    let src = dir.join(format!("{name}.c"));
+    let same = std::fs::read_to_string(&src).is_ok_and(|s| s == source);
+    if same && bin.exists() {
+        return bin;
+    }
+    std::fs::write(&src, source).expect("write C source");
+    let out = Command::new("gcc")
+        .args(["-static", "-O2", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .output()
+        .expect("run gcc");
+    assert!(
+        out.status.success(),
+        "gcc {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    bin
+}
+
+/// A static process that does nothing and exits 0 (`/bin/true`, statically linked).
+pub fn true_binary() -> PathBuf {
+    static_c_program("true", "int main(void) { return 0; }\n")
+}
+
+/// `preadloop PATH BS [write]`: one pass over PATH with `pread64`/`pwrite64` of BS bytes, the
+/// same I/O pattern a Solo5 guest makes; prints `bytes=N ns=T`.
+pub fn pread_loop_binary() -> PathBuf {
+    static_c_program(
+        "preadloop",
+        r#"#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    if (argc < 3) return 2;
+    int wr = argc > 3 && strcmp(argv[3], "write") == 0;
+    int fd = open(argv[1], wr ? O_RDWR : O_RDONLY);
+    if (fd < 0) { perror("open"); return 1; }
+    size_t bs = strtoul(argv[2], 0, 10);
+    off_t cap = lseek(fd, 0, SEEK_END);
+    char *buf = aligned_alloc(4096, bs);
+    memset(buf, 0x5a, bs);
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    for (off_t off = 0; off + (off_t)bs <= cap; off += bs) {
+        ssize_t n = wr ? pwrite(fd, buf, bs, off) : pread(fd, buf, bs, off);
+        if (n != (ssize_t)bs) { perror("io"); return 1; }
+    }
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    long long ns = (b.tv_sec - a.tv_sec) * 1000000000LL + (b.tv_nsec - a.tv_nsec);
+    printf("bytes=%lld ns=%lld\n", (long long)cap, ns);
+    return 0;
+}
+"#,
+    )
+}
+
+/// `udpecho PORT`: a UDP echo server on 0.0.0.0:PORT that runs until killed.
+pub fn udp_echo_binary() -> PathBuf {
+    static_c_program(
+        "udpecho",
+        r#"#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+int main(int argc, char **argv) {
+    if (argc < 2) return 2;
+    int s = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(atoi(argv[1])) };
+    if (bind(s, (struct sockaddr *)&a, sizeof a) < 0) { perror("bind"); return 1; }
+    puts("udpecho ready"); fflush(stdout);
+    char buf[65536];
+    for (;;) {
+        struct sockaddr_in from; socklen_t fl = sizeof from;
+        ssize_t n = recvfrom(s, buf, sizeof buf, 0, (struct sockaddr *)&from, &fl);
+        if (n >= 0) sendto(s, buf, n, 0, (struct sockaddr *)&from, fl);
+    }
+}
+"#,
+    )
+}
