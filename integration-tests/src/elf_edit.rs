@@ -75,7 +75,8 @@ impl ElfEdit {
             .into_iter()
             .find(|&i| {
                 let off = self.get(self.phdr(i) + 8, 8) as usize;
-                self.get(off + 8, 4) == u64::from(n_type) && &self.bytes[off + 12..off + 18] == b"Solo5\0"
+                self.get(off + 8, 4) == u64::from(n_type)
+                    && &self.bytes[off + 12..off + 18] == b"Solo5\0"
             })
             .expect("guest has the Solo5 note")
     }
