@@ -200,9 +200,31 @@ impl Executable {
         Ok(None)
     }
 
-    /// Loads every non-empty PT_LOAD segment into `mem` and protects it (spec §1.5).
-    pub fn load(&self, mem: &mut GuestMemory) -> Result<Loaded, ElfError> {
-        let mem_size = mem.size();
+    /// Checks the entry point and every PT_LOAD rule (spec §1.5) against a guest of
+    /// `mem_size` bytes, and that each segment's contents lie inside the file, without
+    /// loading anything. [`Executable::load`] makes the same checks.
+    pub fn check_layout(&self, mem_size: u64) -> Result<Loaded, ElfError> {
+        self.check_entry(mem_size)?;
+        let file_len = self.file.metadata()?.len();
+        let segments = plan_segments(&self.phdrs, mem_size)?;
+        let mut kernel_end = 0;
+        for seg in &segments {
+            if seg
+                .offset
+                .checked_add(seg.filesz)
+                .is_none_or(|end| end > file_len)
+            {
+                return Err(ElfError::Truncated("a segment's contents lie past the end"));
+            }
+            kernel_end = kernel_end.max(seg.end);
+        }
+        Ok(Loaded {
+            entry: self.entry,
+            kernel_end,
+        })
+    }
+
+    fn check_entry(&self, mem_size: u64) -> Result<(), ElfError> {
         if self.entry < GUEST_MIN_BASE || self.entry >= mem_size {
             return Err(ElfError::BadEntry {
                 entry: self.entry,
@@ -214,6 +236,13 @@ impl Executable {
                 },
             });
         }
+        Ok(())
+    }
+
+    /// Loads every non-empty PT_LOAD segment into `mem` and protects it (spec §1.5).
+    pub fn load(&self, mem: &mut GuestMemory) -> Result<Loaded, ElfError> {
+        let mem_size = mem.size();
+        self.check_entry(mem_size)?;
         let segments = plan_segments(&self.phdrs, mem_size)?;
         let mut kernel_end = 0;
         for seg in &segments {

@@ -210,16 +210,7 @@ pub fn prepare(inv: &Invocation, keep_fds: &[RawFd]) -> Result<Prepared, TenderE
         file: file_name.clone(),
         source,
     };
-    let exe = Executable::open(file).map_err(elf_err)?;
-    check_abi(&exe, &file_name)?;
-    let desc = exe
-        .find_note(MANIFEST_NOTE)
-        .map_err(elf_err)?
-        .ok_or_else(|| TenderError::NoManifest(file_name.clone()))?;
-    let mut manifest = Manifest::parse(&desc).map_err(|source| TenderError::BadManifest {
-        file: file_name.clone(),
-        source,
-    })?;
+    let (exe, mut manifest) = open_checked(file, &file_name)?;
 
     // Second pass over the options: core options, then each module in turn.
     let mut mem_mib = DEFAULT_MEM_MIB;
@@ -286,6 +277,56 @@ pub fn prepare(inv: &Invocation, keep_fds: &[RawFd]) -> Result<Prepared, TenderE
         events,
         modules,
     })
+}
+
+/// The ELF header, ABI note and manifest checks of spec §1, in upstream's order.
+fn open_checked(file: File, file_name: &str) -> Result<(Executable, Manifest), TenderError> {
+    let elf_err = |source| TenderError::Elf {
+        file: file_name.to_string(),
+        source,
+    };
+    let exe = Executable::open(file).map_err(elf_err)?;
+    check_abi(&exe, file_name)?;
+    let desc = exe
+        .find_note(MANIFEST_NOTE)
+        .map_err(elf_err)?
+        .ok_or_else(|| TenderError::NoManifest(file_name.to_string()))?;
+    let manifest = Manifest::parse(&desc).map_err(|source| TenderError::BadManifest {
+        file: file_name.to_string(),
+        source,
+    })?;
+    Ok((exe, manifest))
+}
+
+/// Every check the tender makes on a would-be KERNEL (ELF header, notes, manifest, segment
+/// layout for a guest of `mem_size` bytes), without reserving memory or loading anything:
+/// the entry point for fuzzing the loader with hostile executables.
+pub fn inspect(file: File, mem_size: u64) -> Result<(Manifest, Loaded), TenderError> {
+    let (exe, manifest) = open_checked(file, "KERNEL")?;
+    let loaded = exe
+        .check_layout(mem_size)
+        .map_err(|source| TenderError::Elf {
+            file: "KERNEL".to_string(),
+            source,
+        })?;
+    Ok((manifest, loaded))
+}
+
+/// [`inspect`] on an in-memory image (through a memfd, so the same file-reading code runs).
+pub fn inspect_bytes(data: &[u8], mem_size: u64) -> Result<(Manifest, Loaded), TenderError> {
+    use std::io::Write;
+    let fd =
+        nix::sys::memfd::memfd_create(c"nabla-inspect", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
+            .map_err(|e| TenderError::Open {
+                file: "memfd".into(),
+                source: e.into(),
+            })?;
+    let mut file = File::from(fd);
+    file.write_all(data).map_err(|source| TenderError::Open {
+        file: "memfd".into(),
+        source,
+    })?;
+    inspect(file, mem_size)
 }
 
 fn guest_args_bytes(args: &[OsString]) -> Vec<&[u8]> {
