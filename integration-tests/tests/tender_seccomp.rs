@@ -266,3 +266,34 @@ fn syscall_census_with_block_and_net() {
         assert!(allowed_dev(&disk, fd, *nr, args), "{what} must pass");
     }
 }
+
+#[test]
+fn pod_sandbox_holder_is_confined_and_ends_on_sigterm() {
+    let mut child = Command::new(tender_bin())
+        .arg("--x-pause")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    // Wait until the filter is in place.
+    let deadline = Instant::now() + T;
+    let status = loop {
+        let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        if s.contains("Seccomp:\t2") || Instant::now() > deadline {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let st = child.wait().unwrap();
+    assert!(status.contains("Seccomp:\t2") && status.contains("NoNewPrivs:\t1"), "{status}");
+    assert_eq!(fds, 0, "the holder keeps no fd open");
+    assert_eq!(nabla_integration_tests::tender::shell_status(st), 143);
+}

@@ -26,7 +26,8 @@ Compiled-in module options:
     [ --net-mac:NAME=HWADDR ] (set HWADDR for network NAME)
 Extensions:
     [ --x-exec-heap ] (make the heap executable. WARNING: dangerous)
-    [ --x-control-fd=N ] (report readiness on control socket N and wait for the start command)";
+    [ --x-control-fd=N ] (report readiness on control socket N and wait for the start command)
+    [ --x-pause ] (alone: hold a pod sandbox, sleeping under a pause/exit_group filter)";
 
 /// What the command line asks for.
 #[derive(Debug, PartialEq, Eq)]

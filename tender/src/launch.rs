@@ -63,6 +63,20 @@ fn reset_signals() {
     }
 }
 
+/// `PR_SET_NO_NEW_PRIVS`, a check that seccomp is there, then default signal dispositions
+/// and an empty mask. Everything that can fail with a useful message happens here, while
+/// stderr is still open.
+pub fn lock_down_prelude() -> Result<(), LaunchError> {
+    // SAFETY: prctl with integer arguments.
+    let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+    nix::errno::Errno::result(rc).map_err(LaunchError::NoSeccomp)?;
+    // SAFETY: prctl with integer arguments; EINVAL means no CONFIG_SECCOMP.
+    let rc = unsafe { libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0) };
+    nix::errno::Errno::result(rc).map_err(LaunchError::NoSeccomp)?;
+    reset_signals();
+    Ok(())
+}
+
 /// Locks the process down and enters the guest at `entry` with `%rsp = mem_size - 8` and
 /// `%rdi = boot_info`. Only `keep` (console, device, epoll and timer fds) survives.
 pub fn launch(
@@ -72,14 +86,7 @@ pub fn launch(
     keep: &[RawFd],
     filter: &BpfProgram,
 ) -> Result<std::convert::Infallible, LaunchError> {
-    // Everything that can fail with a useful message happens while stderr is still open.
-    // SAFETY: prctl with integer arguments.
-    let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
-    nix::errno::Errno::result(rc).map_err(LaunchError::NoSeccomp)?;
-    // SAFETY: prctl with integer arguments; EINVAL means no CONFIG_SECCOMP.
-    let rc = unsafe { libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0) };
-    nix::errno::Errno::result(rc).map_err(LaunchError::NoSeccomp)?;
-    reset_signals();
+    lock_down_prelude()?;
     close_fds_except(0, keep).map_err(LaunchError::CloseFds)?;
     if seccompiler::apply_filter(filter).is_err() {
         // No filter means no guest; stderr is gone, so the status alone must tell.

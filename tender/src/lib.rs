@@ -19,6 +19,7 @@ pub mod launch;
 pub mod manifest;
 pub mod memory;
 pub mod policy;
+pub mod sandbox;
 pub mod tender;
 
 /// The upstream release whose behaviour this tender reproduces.

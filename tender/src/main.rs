@@ -20,6 +20,12 @@ fn fail(message: &str, usage: bool, control: Option<&Control>) -> ! {
 
 fn main() {
     let args: Vec<_> = std::env::args_os().skip(1).collect();
+    if args.len() == 1 && args[0] == "--x-pause" {
+        match nabla_tender::sandbox::hold() {
+            Ok(never) => match never {},
+            Err(e) => fail(&e.to_string(), false, None),
+        }
+    }
     let inv = match cli::parse(&args) {
         Ok(Action::Help) => {
             eprintln!("{USAGE}");
