@@ -196,3 +196,22 @@ fn exec_heap_warns_and_runs() {
         "{r:?}"
     );
 }
+
+#[test]
+fn describe_lists_declared_devices() {
+    let r = run_tender(["--x-describe".as_ref(), guest("hello").as_os_str()], T);
+    assert_eq!((r.status, r.stdout.as_str()), (0, ""), "{r:?}");
+    let r = run_tender(["--x-describe".as_ref(), guest("probe-dev").as_os_str()], T);
+    assert_eq!(r.status, 0, "{r:?}");
+    let mut lines: Vec<&str> = r.stdout.lines().collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        ["service0 NET_BASIC", "storage BLOCK_BASIC"],
+        "{r:?}"
+    );
+    // Every check still applies: a guest too big for --mem is refused.
+    let r = run_tender(["--x-describe", "/bin/true"], T);
+    assert_eq!(r.status, 1, "{r:?}");
+    assert!(r.stderr.contains("nabla-tender: /bin/true:"), "{r:?}");
+}

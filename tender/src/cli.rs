@@ -27,6 +27,7 @@ Compiled-in module options:
 Extensions:
     [ --x-exec-heap ] (make the heap executable. WARNING: dangerous)
     [ --x-control-fd=N ] (report readiness on control socket N and wait for the start command)
+    [ --x-describe ] (check KERNEL, list the devices its manifest declares, exit 0)
     [ --x-pause ] (alone: hold a pod sandbox, sleeping under a pause/exit_group filter)";
 
 /// What the command line asks for.
@@ -51,6 +52,8 @@ pub struct Invocation {
     pub guest_args: Vec<OsString>,
     /// The control socket, if `--x-control-fd=N` was given.
     pub control_fd: Option<RawFd>,
+    /// `--x-describe`: check KERNEL and report what its manifest declares, then exit.
+    pub describe: bool,
 }
 
 /// Errors in the first pass over the command line.
@@ -78,6 +81,7 @@ impl CliError {
 pub fn parse(args: &[OsString]) -> Result<Action, CliError> {
     let mut options = Vec::new();
     let mut control_fd = None;
+    let mut describe = false;
     let mut i = 0;
     let kernel_at = loop {
         let Some(arg) = args.get(i) else {
@@ -101,6 +105,7 @@ pub fn parse(args: &[OsString]) -> Result<Action, CliError> {
         match opt {
             "--help" => return Ok(Action::Help),
             "--version" => return Ok(Action::Version),
+            "--x-describe" => describe = true,
             _ => {
                 if let Some(v) = opt.strip_prefix("--x-control-fd=") {
                     let fd = v
@@ -121,6 +126,7 @@ pub fn parse(args: &[OsString]) -> Result<Action, CliError> {
         kernel: args[kernel_at].clone(),
         guest_args: args[kernel_at + 1..].to_vec(),
         control_fd,
+        describe,
     }))
 }
 

@@ -3,7 +3,9 @@
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use nabla_proto::control::{shim_command, tender_report, Error, Ready, ShimCommand, TenderReport};
+use nabla_proto::control::{
+    shim_command, tender_report, Error, Manifest, Ready, ShimCommand, TenderReport,
+};
 use prost::Message;
 
 /// Errors on the control channel.
@@ -70,6 +72,11 @@ impl Control {
         let _ = self.send(tender_report::Report::Error(Error {
             message: message.to_string(),
         }));
+    }
+
+    /// Reports what the manifest declares (`--x-describe`).
+    pub fn report_manifest(&self, manifest: Manifest) -> Result<(), ControlError> {
+        self.send(tender_report::Report::Manifest(manifest))
     }
 
     /// Reports readiness, then blocks until the shim says start.

@@ -3,6 +3,7 @@
 
 use std::process::exit;
 
+use nabla_proto::control::Manifest;
 use nabla_tender::cli::{self, Action, USAGE};
 use nabla_tender::control::Control;
 use nabla_tender::{elf, tender, UPSTREAM_VERSION};
@@ -46,6 +47,26 @@ fn main() {
         Ok(c) => c,
         Err(e) => fail(&e.to_string(), false, None),
     };
+    if inv.describe {
+        match tender::describe(&inv) {
+            Ok(devices) => {
+                if let Some(c) = &control {
+                    let m = Manifest {
+                        devices: tender::declared_devices(&devices),
+                    };
+                    if let Err(e) = c.report_manifest(m) {
+                        fail(&e.to_string(), false, None);
+                    }
+                } else {
+                    for (name, kind) in &devices {
+                        println!("{name} {}", kind.type_name());
+                    }
+                }
+                exit(0)
+            }
+            Err(e) => fail(&e.to_string(), e.wants_usage(), control.as_ref()),
+        }
+    }
     let keep: Vec<_> = control.iter().map(Control::raw_fd).collect();
     let prepared = match tender::prepare(&inv, &keep) {
         Ok(p) => p,

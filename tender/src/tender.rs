@@ -312,6 +312,47 @@ pub fn inspect(file: File, mem_size: u64) -> Result<(Manifest, Loaded), TenderEr
     Ok((manifest, loaded))
 }
 
+/// `--x-describe`: every check [`inspect`] makes (with the `--mem` given, if any), then the
+/// devices the manifest declares, in manifest order (entry 0, the reserved one, excluded).
+pub fn describe(inv: &Invocation) -> Result<Vec<(String, DeviceKind)>, TenderError> {
+    let mut mem_mib = DEFAULT_MEM_MIB;
+    for opt in &inv.options {
+        if let Some(v) = opt.strip_prefix("--mem=") {
+            mem_mib = parse_mem_mib(v).ok_or_else(|| TenderError::MalformedMem(v.to_string()))?;
+        }
+    }
+    let mem_size = GuestMemory::size_from_mib(mem_mib)?;
+    let file_name = inv.kernel.to_string_lossy().into_owned();
+    let file = File::open(&inv.kernel).map_err(|source| TenderError::Open {
+        file: file_name.clone(),
+        source,
+    })?;
+    let (exe, manifest) = open_checked(file, &file_name)?;
+    exe.check_layout(mem_size)
+        .map_err(|source| TenderError::Elf {
+            file: file_name.clone(),
+            source,
+        })?;
+    Ok((1..manifest.len())
+        .filter_map(|i| manifest.kind(i).map(|k| (manifest.name(i), k)))
+        .collect())
+}
+
+/// The control-channel form of a device list from [`describe`].
+pub fn declared_devices(devices: &[(String, DeviceKind)]) -> Vec<Device> {
+    devices
+        .iter()
+        .map(|(name, kind)| Device {
+            name: name.clone(),
+            kind: match kind {
+                DeviceKind::Block => Kind::Block,
+                DeviceKind::Net => Kind::Net,
+            } as i32,
+            ..Default::default()
+        })
+        .collect()
+}
+
 /// [`inspect`] on an in-memory image (through a memfd, so the same file-reading code runs).
 pub fn inspect_bytes(data: &[u8], mem_size: u64) -> Result<(Manifest, Loaded), TenderError> {
     use std::io::Write;
