@@ -210,7 +210,7 @@ fn describe_lists_declared_devices() {
         ["service0 NET_BASIC", "storage BLOCK_BASIC"],
         "{r:?}"
     );
-    // Every check still applies: a guest too big for --mem is refused.
+    // Every loader check still applies: a Linux executable is refused.
     let r = run_tender(["--x-describe", "/bin/true"], T);
     assert_eq!(r.status, 1, "{r:?}");
     assert!(r.stderr.contains("nabla-tender: /bin/true:"), "{r:?}");

@@ -286,14 +286,19 @@ fn pod_sandbox_holder_is_confined_and_ends_on_sigterm() {
         }
         std::thread::sleep(Duration::from_millis(5));
     };
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count();
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid as i32),
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
     let st = child.wait().unwrap();
-    assert!(status.contains("Seccomp:\t2") && status.contains("NoNewPrivs:\t1"), "{status}");
+    assert!(
+        status.contains("Seccomp:\t2") && status.contains("NoNewPrivs:\t1"),
+        "{status}"
+    );
     assert_eq!(fds, 0, "the holder keeps no fd open");
     assert_eq!(nabla_integration_tests::tender::shell_status(st), 143);
 }
