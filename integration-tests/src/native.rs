@@ -97,3 +97,51 @@ int main(int argc, char **argv) {
 "#,
     )
 }
+
+/// `denyall NR`: installs a filter that allows only `write` and `exit_group` (built here, not
+/// by the tender), then makes system call NR. Exit 159 (SIGSYS) is what seccomp should do;
+/// anything else means the host kernel handles NR before seccomp sees it (some sandbox
+/// kernels do), which the syscall census must not blame on the tender's filter.
+pub fn deny_all_binary() -> PathBuf {
+    static_c_program(
+        "denyall",
+        r#"#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    if (argc < 2) return 2;
+    long nr = strtol(argv[1], 0, 0);
+    struct sock_filter f[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_write, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_exit_group, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_THREAD),
+    };
+    struct sock_fprog p = { .len = sizeof f / sizeof f[0], .filter = f };
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &p))
+        return 3;
+    syscall(nr, 0, 0, 0, 0, 0, 0);
+    syscall(SYS_exit_group, 0);
+    return 0;
+}
+"#,
+    )
+}
+
+/// Whether the host kernel lets system call `nr` past a deny-all seccomp filter (see
+/// [`deny_all_binary`]).
+pub fn host_bypasses_seccomp(nr: u64) -> bool {
+    let st = Command::new(deny_all_binary())
+        .arg(format!("{nr:#x}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("run denyall");
+    crate::tender::shell_status(st) != 159
+}

@@ -193,8 +193,18 @@ fn segments() {
         "overlap",
         "overlaps the previous segment",
     );
+    // The last segment placed just below the one before it, still above 0x100000.
+    let (prev, last) = (
+        e.phdr(loads[loads.len() - 2]),
+        e.phdr(loads[loads.len() - 1]),
+    );
+    let prev_vaddr = e.get(prev + 16, 8);
+    assert!(
+        prev_vaddr >= 0x101000,
+        "hello has at least two segments above the first page"
+    );
     refused(
-        e.clone().set(data + 16, 8, text_vaddr - 0x1000),
+        e.clone().set(last + 16, 8, prev_vaddr - 0x1000),
         "unordered",
         "ascending",
     );
