@@ -1,0 +1,740 @@
+//! The task service containerd talks to: Create, Start, Kill, Wait, Delete, State, Pids,
+//! Pause/Resume, Stats, Connect, Shutdown. One shim may serve several containers (a pod);
+//! each carries its own bundle.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use containerd_shim::asynchronous::publisher::RemotePublisher;
+use containerd_shim::asynchronous::ExitSignal;
+use containerd_shim::protos::events::task::{
+    TaskCreate, TaskDelete, TaskExit, TaskIO, TaskPaused, TaskResumed, TaskStart,
+};
+use containerd_shim::protos::protobuf::MessageDyn;
+use containerd_shim::protos::topics::{
+    TASK_CREATE_EVENT_TOPIC, TASK_DELETE_EVENT_TOPIC, TASK_EXIT_EVENT_TOPIC,
+    TASK_PAUSED_EVENT_TOPIC, TASK_RESUMED_EVENT_TOPIC, TASK_START_EVENT_TOPIC,
+};
+use containerd_shim::protos::ttrpc::context::Context;
+use containerd_shim::{api, Task, TtrpcContext};
+use containerd_shim_protos::api::ProcessInfo;
+use containerd_shim_protos::ttrpc;
+use nix::sys::signal::Signal;
+use oci_spec::runtime::Spec;
+use tokio::sync::{watch, Mutex};
+
+use crate::cgroup::{self, ContainerCgroup};
+use crate::config::{Config, Source};
+use crate::container::{Container, Exit, State};
+use crate::error::{ShimError, ShimResult};
+use crate::io::{Console, StdioPaths};
+use crate::rootfs;
+use crate::tender::{Launch, Tender, TenderError};
+
+/// How long console output may take to drain after the tender exits.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Memory left to the tender itself when the guest size comes from a memory limit.
+const TENDER_HEADROOM_MIB: u64 = 16;
+/// Exit status of a tender killed by its seccomp filter (128 + SIGSYS).
+const SECCOMP_KILLED: i32 = 128 + libc::SIGSYS;
+
+type Shared = Arc<Mutex<Container>>;
+
+/// The task service.
+#[derive(Clone)]
+pub struct TaskService {
+    namespace: String,
+    containers: Arc<Mutex<HashMap<String, Shared>>>,
+    events: Arc<Events>,
+    exit: Arc<ExitSignal>,
+}
+
+/// Publishes task events to containerd.
+pub struct Events {
+    publisher: RemotePublisher,
+    namespace: String,
+}
+
+impl Events {
+    async fn publish(&self, topic: &str, event: Box<dyn MessageDyn>) {
+        if let Err(e) = self
+            .publisher
+            .publish(Context::default(), topic, &self.namespace, event)
+            .await
+        {
+            tracing::warn!("publish {topic}: {e}");
+        }
+    }
+}
+
+impl TaskService {
+    /// A service for `namespace` that publishes through `publisher` and signals `exit` on
+    /// Shutdown once no container is left.
+    pub fn new(namespace: &str, publisher: RemotePublisher, exit: Arc<ExitSignal>) -> Self {
+        TaskService {
+            namespace: namespace.to_string(),
+            containers: Arc::default(),
+            events: Arc::new(Events {
+                publisher,
+                namespace: namespace.to_string(),
+            }),
+            exit,
+        }
+    }
+
+    async fn get(&self, id: &str) -> ShimResult<Shared> {
+        self.containers
+            .lock()
+            .await
+            .get(id)
+            .cloned()
+            .ok_or_else(|| ShimError::NotFound(format!("container {id} not found in this shim")))
+    }
+
+    async fn do_create(&self, req: &api::CreateTaskRequest) -> ShimResult<u32> {
+        let id = req.id.clone();
+        if req.terminal {
+            return Err(ShimError::InvalidArgument(
+                crate::io::IoError::Terminal.to_string(),
+            ));
+        }
+        if !req.checkpoint.is_empty() {
+            return Err(ShimError::Unimplemented(
+                "restoring from a checkpoint is not supported for unikernels".into(),
+            ));
+        }
+        if self.containers.lock().await.contains_key(&id) {
+            return Err(ShimError::AlreadyExists(format!(
+                "container {id} already exists in this shim"
+            )));
+        }
+        let source = Source::from_options(req.options.as_ref())
+            .map_err(|e| ShimError::InvalidArgument(e.to_string()))?;
+        let config =
+            Config::load(&source).map_err(|e| ShimError::InvalidArgument(e.to_string()))?;
+        let bundle = PathBuf::from(&req.bundle);
+        let spec = Spec::load(bundle.join("config.json")).map_err(|e| {
+            ShimError::InvalidArgument(format!("read {}/config.json: {e}", bundle.display()))
+        })?;
+        let process = spec.process().as_ref().ok_or_else(|| {
+            ShimError::InvalidArgument("the container spec has no process".into())
+        })?;
+        if process.terminal().unwrap_or(false) {
+            return Err(ShimError::InvalidArgument(
+                crate::io::IoError::Terminal.to_string(),
+            ));
+        }
+        let args = process.args().clone().unwrap_or_default();
+        let path_env = process.env().as_ref().and_then(|env| {
+            env.iter()
+                .find_map(|kv| kv.strip_prefix("PATH="))
+                .map(str::to_string)
+        });
+        let cwd = process.cwd().clone();
+        let root = spec
+            .root()
+            .as_ref()
+            .map(|r| r.path().clone())
+            .unwrap_or_else(|| PathBuf::from("rootfs"));
+        let rootfs_dir = if root.is_absolute() {
+            root
+        } else {
+            bundle.join(root)
+        };
+        let mem_mib = guest_memory_mib(&spec, config.default_memory_mib);
+        let cgroup_path = cgroup::path_for(
+            spec.linux()
+                .as_ref()
+                .and_then(|l| l.cgroups_path().as_ref())
+                .and_then(|p| p.to_str()),
+            &self.namespace,
+            &id,
+        );
+
+        // From here on, everything made is undone on failure.
+        let mounted = if req.rootfs.is_empty() {
+            None
+        } else {
+            let mounts = req.rootfs.clone();
+            let target = rootfs_dir.clone();
+            tokio::task::spawn_blocking(move || rootfs::mount_all(&mounts, &target))
+                .await
+                .map_err(|e| ShimError::Internal(e.to_string()))?
+                .map_err(|e| ShimError::Internal(e.to_string()))?;
+            Some(rootfs_dir.clone())
+        };
+        let undo_mount = |m: &Option<PathBuf>| {
+            if let Some(p) = m {
+                rootfs::unmount(p);
+            }
+        };
+        let exe = match rootfs::resolve_executable(&rootfs_dir, &args, &cwd, path_env.as_deref()) {
+            Ok(exe) => exe,
+            Err(e) => {
+                undo_mount(&mounted);
+                return Err(ShimError::InvalidArgument(e.to_string()));
+            }
+        };
+        let arg0 = exe.arg0.clone();
+        let stdio = StdioPaths {
+            stdin: req.stdin.clone(),
+            stdout: req.stdout.clone(),
+            stderr: req.stderr.clone(),
+            terminal: req.terminal,
+        };
+        let (mut console, tender_stdio) = match Console::open(&stdio, &id, &self.namespace).await {
+            Ok(c) => c,
+            Err(e) => {
+                undo_mount(&mounted);
+                return Err(ShimError::InvalidArgument(e.to_string()));
+            }
+        };
+        let launch = Launch {
+            tender: config.tender(),
+            mem_mib,
+            exe,
+            guest_args: args.iter().skip(1).cloned().collect(),
+            stdio: tender_stdio,
+        };
+        let (mut tender, ready) = match Tender::spawn(launch).await {
+            Ok(t) => t,
+            Err(e) => {
+                console.abort();
+                undo_mount(&mounted);
+                return Err(match e {
+                    TenderError::Refused(msg) => ShimError::InvalidArgument(refusal(&arg0, &msg)),
+                    other => ShimError::Internal(other.to_string()),
+                });
+            }
+        };
+        let pid = tender.pid();
+        let cgroup = match ContainerCgroup::create(&cgroup_path).and_then(|cg| {
+            if let Err(e) = cg.add(pid) {
+                let _ = cg.remove();
+                return Err(e);
+            }
+            Ok(cg)
+        }) {
+            Ok(cg) => cg,
+            Err(e) => {
+                tender.kill_and_reap().await;
+                console.abort();
+                undo_mount(&mounted);
+                return Err(ShimError::Internal(e.to_string()));
+            }
+        };
+        if let Err(e) = std::fs::write(bundle.join(crate::shim::STATE_FILE), pid.to_string()) {
+            tracing::warn!(container = %id, "write {}: {e}", crate::shim::STATE_FILE);
+        }
+        tracing::info!(
+            container = %id,
+            pid,
+            guest_memory = ready.mem_size,
+            allowed_syscalls = ready.allowed_syscalls,
+            "tender ready for {arg0}"
+        );
+        let waiter = tender.waiter();
+        let (tx, rx) = watch::channel(None);
+        let container = Arc::new(Mutex::new(Container {
+            id: id.clone(),
+            bundle: bundle.clone(),
+            mounted_rootfs: mounted,
+            pid,
+            state: State::Created,
+            stdio: stdio.clone(),
+            cgroup: Some(cgroup),
+            tender,
+            exit: None,
+            exited: rx,
+        }));
+        self.containers
+            .lock()
+            .await
+            .insert(id.clone(), container.clone());
+        if let Some(waiter) = waiter {
+            let events = self.events.clone();
+            tokio::spawn(async move {
+                let code = waiter.wait().await;
+                console.drain(DRAIN_TIMEOUT).await;
+                record_exit(&container, code, tx, &events).await;
+            });
+        }
+        self.events
+            .publish(
+                TASK_CREATE_EVENT_TOPIC,
+                Box::new(TaskCreate {
+                    container_id: id.clone(),
+                    bundle: req.bundle.clone(),
+                    rootfs: req.rootfs.clone(),
+                    io: Some(TaskIO {
+                        stdin: stdio.stdin,
+                        stdout: stdio.stdout,
+                        stderr: stdio.stderr,
+                        terminal: stdio.terminal,
+                        ..Default::default()
+                    })
+                    .into(),
+                    checkpoint: String::new(),
+                    pid,
+                    ..Default::default()
+                }),
+            )
+            .await;
+        Ok(pid)
+    }
+
+    async fn do_delete(&self, id: &str) -> ShimResult<api::DeleteResponse> {
+        let shared = self.get(id).await?;
+        let mut exited = {
+            let c = shared.lock().await;
+            match c.state {
+                State::Running | State::Paused => {
+                    return Err(ShimError::FailedPrecondition(format!(
+                        "container {id} is running: kill it before deleting it"
+                    )))
+                }
+                State::Created => {
+                    // Never started: the tender waits for Start. Kill it.
+                    let _ = c.tender.signal(Signal::SIGKILL, false);
+                }
+                State::Stopped => {}
+            }
+            c.exited.clone()
+        };
+        let exit = wait_exit(&mut exited).await;
+        let mut c = shared.lock().await;
+        let bundle = c.bundle.clone();
+        c.release();
+        let pid = c.pid;
+        drop(c);
+        self.containers.lock().await.remove(id);
+        remove_leftovers(&bundle);
+        self.events
+            .publish(
+                TASK_DELETE_EVENT_TOPIC,
+                Box::new(TaskDelete {
+                    container_id: id.to_string(),
+                    pid,
+                    exit_status: exit.status,
+                    exited_at: Some(exit.timestamp()).into(),
+                    id: id.to_string(),
+                    ..Default::default()
+                }),
+            )
+            .await;
+        Ok(api::DeleteResponse {
+            pid,
+            exit_status: exit.status,
+            exited_at: Some(exit.timestamp()).into(),
+            ..Default::default()
+        })
+    }
+}
+
+/// Removes files the shim wrote in the bundle for the `delete` action.
+fn remove_leftovers(bundle: &Path) {
+    let _ = std::fs::remove_file(bundle.join(crate::shim::STATE_FILE));
+}
+
+/// Waits until the exit is recorded.
+async fn wait_exit(rx: &mut watch::Receiver<Option<Exit>>) -> Exit {
+    match rx.wait_for(|e| e.is_some()).await {
+        Ok(e) => e.expect("checked by wait_for"),
+        // The exit task died without recording anything: report a kill.
+        Err(_) => Exit {
+            status: 137,
+            at: SystemTime::now(),
+        },
+    }
+}
+
+/// Records the tender's exit: state, waiters, TaskExit.
+async fn record_exit(shared: &Shared, code: i32, tx: watch::Sender<Option<Exit>>, events: &Events) {
+    let exit = Exit {
+        status: code as u32,
+        at: SystemTime::now(),
+    };
+    let (id, pid) = {
+        let mut c = shared.lock().await;
+        c.state = State::Stopped;
+        c.exit = Some(exit);
+        (c.id.clone(), c.pid)
+    };
+    if code == SECCOMP_KILLED {
+        tracing::error!(
+            container = %id,
+            pid,
+            "seccomp policy violation: the unikernel made a host system call its filter does \
+             not allow; the tender was killed with SIGSYS (exit status 159)"
+        );
+    } else {
+        tracing::info!(container = %id, pid, "tender exited with status {code}");
+    }
+    let _ = tx.send(Some(exit));
+    events
+        .publish(
+            TASK_EXIT_EVENT_TOPIC,
+            Box::new(TaskExit {
+                container_id: id.clone(),
+                id,
+                pid,
+                exit_status: exit.status,
+                exited_at: Some(exit.timestamp()).into(),
+                ..Default::default()
+            }),
+        )
+        .await;
+}
+
+/// The error shown when the tender refuses the unikernel, naming it as the image does.
+fn refusal(arg0: &str, message: &str) -> String {
+    let message = message.replace("/proc/self/fd/4", arg0);
+    let hint = if message.contains("evice") {
+        " (the shim does not attach devices yet: run unikernels that declare none)"
+    } else {
+        ""
+    };
+    format!("nabla-tender refused {arg0}: {message}{hint}")
+}
+
+/// Guest memory: the spec's memory limit minus the tender's headroom, else the default.
+fn guest_memory_mib(spec: &Spec, default: u64) -> u64 {
+    let limit = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().as_ref())
+        .and_then(|r| r.memory().as_ref())
+        .and_then(|m| m.limit())
+        .filter(|l| *l > 0)
+        .map(|l| l as u64 / (1024 * 1024));
+    match limit {
+        Some(l) if l > 2 * TENDER_HEADROOM_MIB => (l - TENDER_HEADROOM_MIB).min(default.max(1)),
+        Some(l) => (l / 2).max(1).min(default.max(1)),
+        None => default,
+    }
+}
+
+fn unsupported(what: &str) -> ttrpc::Error {
+    ShimError::Unimplemented(format!(
+        "{what} is not supported for unikernels: a nabla container runs one Solo5 unikernel, \
+         with no shell, no other processes and no terminal"
+    ))
+    .into()
+}
+
+fn no_exec(exec_id: &str) -> ShimResult<()> {
+    if exec_id.is_empty() {
+        Ok(())
+    } else {
+        Err(ShimError::NotFound(format!(
+            "exec process {exec_id} not found: unikernels have no exec processes"
+        )))
+    }
+}
+
+#[async_trait]
+impl Task for TaskService {
+    async fn create(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::CreateTaskRequest,
+    ) -> ttrpc::Result<api::CreateTaskResponse> {
+        match self.do_create(&req).await {
+            Ok(pid) => Ok(api::CreateTaskResponse {
+                pid,
+                ..Default::default()
+            }),
+            Err(e) => {
+                tracing::warn!(container = %req.id, "create failed: {e}");
+                Err(e.into())
+            }
+        }
+    }
+
+    async fn start(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::StartRequest,
+    ) -> ttrpc::Result<api::StartResponse> {
+        no_exec(&req.exec_id)?;
+        let shared = self.get(&req.id).await?;
+        let mut c = shared.lock().await;
+        if c.state != State::Created {
+            return Err(ShimError::FailedPrecondition(format!(
+                "container {} cannot start: it is {:?}",
+                req.id, c.state
+            ))
+            .into());
+        }
+        c.tender
+            .start()
+            .map_err(|e| ShimError::Internal(e.to_string()))?;
+        c.state = State::Running;
+        let pid = c.pid;
+        drop(c);
+        self.events
+            .publish(
+                TASK_START_EVENT_TOPIC,
+                Box::new(TaskStart {
+                    container_id: req.id.clone(),
+                    pid,
+                    ..Default::default()
+                }),
+            )
+            .await;
+        Ok(api::StartResponse {
+            pid,
+            ..Default::default()
+        })
+    }
+
+    async fn kill(&self, _ctx: &TtrpcContext, req: api::KillRequest) -> ttrpc::Result<api::Empty> {
+        no_exec(&req.exec_id)?;
+        let shared = self.get(&req.id).await?;
+        let c = shared.lock().await;
+        if c.state == State::Stopped {
+            return Err(ShimError::NotFound("process already finished".into()).into());
+        }
+        let signal = Signal::try_from(req.signal as i32).map_err(|_| {
+            ShimError::InvalidArgument(format!("invalid signal number {}", req.signal))
+        })?;
+        match c.tender.signal(signal, req.all) {
+            Ok(()) => {}
+            Err(nix::Error::ESRCH) => {
+                return Err(ShimError::NotFound("process already finished".into()).into())
+            }
+            Err(e) => return Err(ShimError::Internal(format!("kill: {e}")).into()),
+        }
+        // A frozen process only dies once thawed.
+        if c.state == State::Paused && signal == Signal::SIGKILL {
+            if let Some(cg) = &c.cgroup {
+                let _ = cg.thaw();
+            }
+        }
+        tracing::info!(container = %req.id, "sent {signal} to the tender");
+        Ok(api::Empty::new())
+    }
+
+    async fn wait(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::WaitRequest,
+    ) -> ttrpc::Result<api::WaitResponse> {
+        no_exec(&req.exec_id)?;
+        let shared = self.get(&req.id).await?;
+        let mut rx = shared.lock().await.exited.clone();
+        let exit = wait_exit(&mut rx).await;
+        Ok(api::WaitResponse {
+            exit_status: exit.status,
+            exited_at: Some(exit.timestamp()).into(),
+            ..Default::default()
+        })
+    }
+
+    async fn delete(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::DeleteRequest,
+    ) -> ttrpc::Result<api::DeleteResponse> {
+        no_exec(&req.exec_id)?;
+        Ok(self.do_delete(&req.id).await?)
+    }
+
+    async fn state(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::StateRequest,
+    ) -> ttrpc::Result<api::StateResponse> {
+        no_exec(&req.exec_id)?;
+        let shared = self.get(&req.id).await?;
+        let c = shared.lock().await;
+        let mut resp = api::StateResponse {
+            id: c.id.clone(),
+            bundle: c.bundle.display().to_string(),
+            pid: c.pid,
+            stdin: c.stdio.stdin.clone(),
+            stdout: c.stdio.stdout.clone(),
+            stderr: c.stdio.stderr.clone(),
+            terminal: c.stdio.terminal,
+            ..Default::default()
+        };
+        resp.status = c.state.status().into();
+        if let Some(exit) = c.exit {
+            resp.exit_status = exit.status;
+            resp.exited_at = Some(exit.timestamp()).into();
+        }
+        Ok(resp)
+    }
+
+    async fn pids(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::PidsRequest,
+    ) -> ttrpc::Result<api::PidsResponse> {
+        let shared = self.get(&req.id).await?;
+        let c = shared.lock().await;
+        let mut resp = api::PidsResponse::new();
+        if c.state != State::Stopped {
+            resp.processes.push(ProcessInfo {
+                pid: c.pid,
+                ..Default::default()
+            });
+        }
+        Ok(resp)
+    }
+
+    async fn pause(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::PauseRequest,
+    ) -> ttrpc::Result<api::Empty> {
+        let shared = self.get(&req.id).await?;
+        let mut c = shared.lock().await;
+        if c.state != State::Running {
+            return Err(ShimError::FailedPrecondition(format!(
+                "container {} is not running (it is {:?})",
+                req.id, c.state
+            ))
+            .into());
+        }
+        let cg = c.cgroup.as_ref().ok_or_else(|| {
+            ShimError::FailedPrecondition(format!("container {} has no cgroup", req.id))
+        })?;
+        cg.freeze()
+            .map_err(|e| ShimError::Internal(e.to_string()))?;
+        c.state = State::Paused;
+        drop(c);
+        self.events
+            .publish(
+                TASK_PAUSED_EVENT_TOPIC,
+                Box::new(TaskPaused {
+                    container_id: req.id.clone(),
+                    ..Default::default()
+                }),
+            )
+            .await;
+        Ok(api::Empty::new())
+    }
+
+    async fn resume(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::ResumeRequest,
+    ) -> ttrpc::Result<api::Empty> {
+        let shared = self.get(&req.id).await?;
+        let mut c = shared.lock().await;
+        if c.state != State::Paused {
+            return Err(ShimError::FailedPrecondition(format!(
+                "container {} is not paused (it is {:?})",
+                req.id, c.state
+            ))
+            .into());
+        }
+        if let Some(cg) = &c.cgroup {
+            cg.thaw().map_err(|e| ShimError::Internal(e.to_string()))?;
+        }
+        c.state = State::Running;
+        drop(c);
+        self.events
+            .publish(
+                TASK_RESUMED_EVENT_TOPIC,
+                Box::new(TaskResumed {
+                    container_id: req.id.clone(),
+                    ..Default::default()
+                }),
+            )
+            .await;
+        Ok(api::Empty::new())
+    }
+
+    async fn stats(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::StatsRequest,
+    ) -> ttrpc::Result<api::StatsResponse> {
+        let shared = self.get(&req.id).await?;
+        let c = shared.lock().await;
+        let cg = c.cgroup.as_ref().ok_or_else(|| {
+            ShimError::FailedPrecondition(format!("container {} has no cgroup", req.id))
+        })?;
+        let any = cg
+            .metrics()
+            .map_err(|e| ShimError::Internal(e.to_string()))?;
+        Ok(api::StatsResponse {
+            stats: Some(any).into(),
+            ..Default::default()
+        })
+    }
+
+    async fn connect(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::ConnectRequest,
+    ) -> ttrpc::Result<api::ConnectResponse> {
+        let task_pid = match self.get(&req.id).await {
+            Ok(shared) => shared.lock().await.pid,
+            Err(_) => 0,
+        };
+        Ok(api::ConnectResponse {
+            shim_pid: std::process::id(),
+            task_pid,
+            ..Default::default()
+        })
+    }
+
+    async fn shutdown(
+        &self,
+        _ctx: &TtrpcContext,
+        _req: api::ShutdownRequest,
+    ) -> ttrpc::Result<api::Empty> {
+        if self.containers.lock().await.is_empty() {
+            tracing::info!("no container left: shutting down");
+            self.exit.signal();
+        }
+        Ok(api::Empty::new())
+    }
+
+    async fn close_io(
+        &self,
+        _ctx: &TtrpcContext,
+        _req: api::CloseIORequest,
+    ) -> ttrpc::Result<api::Empty> {
+        // There is no stdin to close.
+        Ok(api::Empty::new())
+    }
+
+    async fn exec(
+        &self,
+        _ctx: &TtrpcContext,
+        _req: api::ExecProcessRequest,
+    ) -> ttrpc::Result<api::Empty> {
+        Err(unsupported("exec"))
+    }
+
+    async fn resize_pty(
+        &self,
+        _ctx: &TtrpcContext,
+        _req: api::ResizePtyRequest,
+    ) -> ttrpc::Result<api::Empty> {
+        Err(unsupported("resizing a terminal"))
+    }
+
+    async fn checkpoint(
+        &self,
+        _ctx: &TtrpcContext,
+        _req: api::CheckpointTaskRequest,
+    ) -> ttrpc::Result<api::Empty> {
+        Err(unsupported("checkpoint"))
+    }
+
+    async fn update(
+        &self,
+        _ctx: &TtrpcContext,
+        _req: api::UpdateTaskRequest,
+    ) -> ttrpc::Result<api::Empty> {
+        Err(unsupported("updating resources of a running container"))
+    }
+}
