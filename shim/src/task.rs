@@ -391,7 +391,6 @@ async fn record_exit(shared: &Shared, code: i32, tx: watch::Sender<Option<Exit>>
 
 /// The error shown when the tender refuses the unikernel, naming it as the image does.
 fn refusal(arg0: &str, message: &str) -> String {
-    let message = message.replace("/proc/self/fd/4", arg0);
     let hint = if message.contains("evice") {
         " (the shim does not attach devices yet: run unikernels that declare none)"
     } else {

@@ -6,6 +6,7 @@
 //! spawn, so an exit cannot be missed, and the shim never calls `waitpid` itself, so it never
 //! races the reaper. The status is the exit code, or 128 + the signal number.
 
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -28,8 +29,6 @@ use crate::spawn::map_fds;
 
 /// The control socket's number in the tender.
 const CONTROL_FD: i32 = 3;
-/// The unikernel's number in the tender (it opens `/proc/self/fd/4`).
-const KERNEL_FD: i32 = 4;
 /// How long the tender may take to check and open everything.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -109,11 +108,19 @@ impl Tender {
             &theirs,
             nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()),
         );
+        // The tender closes every inherited descriptor before opening KERNEL, so it opens the
+        // unikernel through the shim's own descriptor, which stays open until the report:
+        // the file the shim resolved inside the rootfs, whatever happens to paths meanwhile.
+        let kernel = format!(
+            "/proc/{}/fd/{}",
+            std::process::id(),
+            launch.exe.fd.as_raw_fd()
+        );
         let mut cmd = Command::new(&launch.tender);
         cmd.arg(format!("--x-control-fd={CONTROL_FD}"))
             .arg(format!("--mem={}", launch.mem_mib))
             .arg("--")
-            .arg(format!("/proc/self/fd/{KERNEL_FD}"))
+            .arg(&kernel)
             .args(&launch.guest_args)
             .env_clear()
             .stdin(Stdio::null())
@@ -121,11 +128,8 @@ impl Tender {
             .stderr(Stdio::from(launch.stdio.stderr))
             // Its own process group, so `kill --all` reaches exactly the tender.
             .process_group(0);
-        let spawned = map_fds(
-            &mut cmd,
-            &[(&theirs, CONTROL_FD), (&launch.exe.fd, KERNEL_FD)],
-        )
-        .and_then(|keep| cmd.spawn().map(|child| (child, keep)));
+        let spawned = map_fds(&mut cmd, &[(&theirs, CONTROL_FD)])
+            .and_then(|keep| cmd.spawn().map(|child| (child, keep)));
         drop(cmd);
         drop(theirs);
         let child = match spawned {
@@ -173,7 +177,9 @@ impl Tender {
             }))) => Ok(ready),
             Ok(Ok(Some(TenderReport {
                 report: Some(tender_report::Report::Error(e)),
-            }))) => Err(TenderError::Refused(e.message)),
+            }))) => Err(TenderError::Refused(
+                e.message.replace(&kernel, &launch.exe.arg0),
+            )),
             Ok(Ok(Some(_))) => Err(TenderError::Control("unexpected report".into())),
         };
         match outcome {
