@@ -10,7 +10,7 @@ use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
 use tokio::sync::watch;
 
 use crate::cgroup::ContainerCgroup;
-use crate::io::StdioPaths;
+use crate::io::{StderrGate, StdioPaths};
 use crate::tender::Tender;
 
 /// How a container's tender ended.
@@ -82,6 +82,8 @@ pub struct Container {
     pub cgroup: Option<ContainerCgroup>,
     /// The tender.
     pub tender: Tender,
+    /// Opens the tender's stderr at Start.
+    pub stderr_gate: Option<StderrGate>,
     /// The exit, once known.
     pub exit: Option<Exit>,
     /// Receives the exit when it is recorded.

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::spawn::map_fds;
@@ -106,8 +107,24 @@ pub struct TenderStdio {
 }
 
 /// The copy tasks of one container.
+///
+/// The tender's stderr is held back until [`Console::open_stderr`] (at Start): what the
+/// tender says while refusing a Create comes back as the Create error instead, so it is
+/// dropped rather than printed twice.
 pub struct Console {
     tasks: Vec<JoinHandle<()>>,
+    stderr_gate: Option<StderrGate>,
+}
+
+/// Opens the tender's stderr to its destination; dropped unopened, the stderr is discarded.
+#[derive(Debug)]
+pub struct StderrGate(oneshot::Sender<()>);
+
+impl StderrGate {
+    /// Lets stderr through.
+    pub fn open(self) {
+        let _ = self.0.send(());
+    }
 }
 
 impl std::fmt::Debug for Console {
@@ -321,12 +338,23 @@ impl Console {
         let (err_r, err_w) = pipe_pair()?;
         let out_r = pipe::Receiver::from_owned_fd(out_r).map_err(IoError::Pipe)?;
         let err_r = pipe::Receiver::from_owned_fd(err_r).map_err(IoError::Pipe)?;
+        let (gate_tx, gate_rx) = oneshot::channel();
+        let err_id = id.to_string();
         let tasks = vec![
             tokio::spawn(pump(out_r, out_sink, "stdout", id.to_string())),
-            tokio::spawn(pump(err_r, err_sink, "stderr", id.to_string())),
+            tokio::spawn(async move {
+                let sink = match gate_rx.await {
+                    Ok(()) => err_sink,
+                    Err(_) => Sink::Discard,
+                };
+                pump(err_r, sink, "stderr", err_id).await
+            }),
         ];
         Ok((
-            Console { tasks },
+            Console {
+                tasks,
+                stderr_gate: Some(StderrGate(gate_tx)),
+            },
             TenderStdio {
                 stdout: out_w,
                 stderr: err_w,
@@ -334,9 +362,16 @@ impl Console {
         ))
     }
 
+    /// Takes the gate of the tender's stderr, to open at Start.
+    pub fn stderr_gate(&mut self) -> Option<StderrGate> {
+        self.stderr_gate.take()
+    }
+
     /// Waits until both streams reached EOF (the tender is gone) and every byte was handed
     /// on, for at most `limit`; then stops copying.
     pub async fn drain(&mut self, limit: Duration) {
+        // A tender that never started has nothing to say on stderr that Create did not.
+        self.stderr_gate = None;
         let deadline = tokio::time::Instant::now() + limit;
         for t in &mut self.tasks {
             if tokio::time::timeout_at(deadline, &mut *t).await.is_err() {
@@ -423,6 +458,7 @@ mod tests {
             ..Default::default()
         };
         let (mut console, tender) = Console::open(&stdio, "c", "ns").await.unwrap();
+        console.stderr_gate().unwrap().open();
         let mut w = File::from(tender.stdout);
         drop(tender.stderr);
         let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();

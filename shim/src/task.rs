@@ -237,6 +237,7 @@ impl TaskService {
             "tender ready for {arg0}"
         );
         let waiter = tender.waiter();
+        let stderr_gate = console.stderr_gate();
         let (tx, rx) = watch::channel(None);
         let container = Arc::new(Mutex::new(Container {
             id: id.clone(),
@@ -247,6 +248,7 @@ impl TaskService {
             stdio: stdio.clone(),
             cgroup: Some(cgroup),
             tender,
+            stderr_gate,
             exit: None,
             exited: rx,
         }));
@@ -258,6 +260,8 @@ impl TaskService {
             let events = self.events.clone();
             tokio::spawn(async move {
                 let code = waiter.wait().await;
+                // Never started: its stderr said nothing Create did not; let it go.
+                container.lock().await.stderr_gate = None;
                 console.drain(DRAIN_TIMEOUT).await;
                 record_exit(&container, code, tx, &events).await;
             });
@@ -472,6 +476,9 @@ impl Task for TaskService {
             .start()
             .map_err(|e| ShimError::Internal(e.to_string()))?;
         c.state = State::Running;
+        if let Some(gate) = c.stderr_gate.take() {
+            gate.open();
+        }
         let pid = c.pid;
         drop(c);
         self.events
