@@ -99,6 +99,7 @@ impl Sink {
 }
 
 /// The tender's ends of the console pipes.
+#[derive(Debug)]
 pub struct TenderStdio {
     /// The tender's stdout (the guest console).
     pub stdout: OwnedFd,
