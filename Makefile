@@ -14,8 +14,17 @@ GUEST_DIR := target/guests/release
 
 all: build guests
 
+# The tender is linked statically (static PIE): no dynamic loader work between exec and the
+# guest's first instruction. Built in its own target directory so that the flag does not
+# reach build scripts and proc-macros, then put next to the other binaries.
+STATIC_TARGET := x86_64-unknown-linux-gnu
+STATIC_DIR := target/static
+
 build:
 	$(CARGO) build --release --workspace --bins
+	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release -p nabla-tender \
+		--target $(STATIC_TARGET) --target-dir $(STATIC_DIR)
+	install -m 0755 $(STATIC_DIR)/$(STATIC_TARGET)/release/nabla-tender $(RELEASE_DIR)/nabla-tender
 
 guests:
 	cd integration-tests/guests && $(CARGO) build --release
@@ -39,7 +48,7 @@ bench: deps all
 	$(CARGO) run --release -p nabla-integration-tests --bin nabla-bench
 
 install: build
-	install -D -m 0755 $(RELEASE_DIR)/nabla-tender $(DESTDIR)$(PREFIX)/bin/nabla-tender
+	install -D -m 0755 $(STATIC_DIR)/$(STATIC_TARGET)/release/nabla-tender $(DESTDIR)$(PREFIX)/bin/nabla-tender
 	install -D -m 0755 $(RELEASE_DIR)/containerd-shim-nabla-v2 $(DESTDIR)$(PREFIX)/bin/containerd-shim-nabla-v2
 
 uninstall:

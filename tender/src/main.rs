@@ -1,6 +1,8 @@
 //! `nabla-tender` command-line entry point: turns errors into upstream-style messages
 //! (`nabla-tender: …` on stderr, exit 1) and, with `--x-control-fd`, reports them to the shim.
 
+#![no_main]
+
 use std::process::exit;
 
 use nabla_proto::control::Manifest;
@@ -19,7 +21,18 @@ fn fail(message: &str, usage: bool, control: Option<&Control>) -> ! {
     exit(1)
 }
 
-fn main() {
+/// The C entry point, called by the C runtime. Going around Rust's own `main` skips the
+/// standard library's start-up work (stack-guard discovery through `/proc/self/maps`, an
+/// alternate signal stack and SIGSEGV handlers, SIGPIPE changes), none of which the tender
+/// wants: it resets every signal disposition before the jump anyway, and the guest owns the
+/// stack from then on. `std::env::args_os` still works (glibc hands argv to the runtime).
+#[no_mangle]
+pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
+    run();
+    0
+}
+
+fn run() {
     let args: Vec<_> = std::env::args_os().skip(1).collect();
     if args.len() == 1 && args[0] == "--x-pause" {
         match nabla_tender::sandbox::hold() {

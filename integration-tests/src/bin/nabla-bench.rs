@@ -12,16 +12,26 @@ use nabla_integration_tests::tender::{guest, tender_bin, workspace_root, LiveTen
 
 fn main() {
     let quick = std::env::var_os("NABLA_BENCH_QUICK").is_some();
+    // NABLA_BENCH_ONLY=start,block,net runs a subset (and leaves BENCHMARKS.md alone).
+    let only = std::env::var("NABLA_BENCH_ONLY").ok();
+    let want = |s: &str| only.as_deref().is_none_or(|o| o.split(',').any(|x| x == s));
     let mut rows = Vec::new();
-    eprintln!("== start: exec to exit");
-    rows.extend(bench_start(if quick { 50 } else { 400 }));
-    eprintln!("== block I/O");
-    rows.extend(bench_block(
-        if quick { 32 } else { 256 },
-        if quick { 3 } else { 7 },
-    ));
-    eprintln!("== network");
-    rows.extend(bench_network(if quick { 2 } else { 5 }));
+    if want("start") {
+        eprintln!("== start: exec to exit");
+        rows.extend(bench_start(if quick { 100 } else { 400 }));
+    }
+    if want("block") {
+        eprintln!("== block I/O");
+        rows.extend(bench_block(if quick { 32 } else { 256 }, if quick { 3 } else { 7 }));
+    }
+    if want("net") {
+        eprintln!("== network");
+        rows.extend(bench_network(if quick { 2 } else { 5 }));
+    }
+    if only.is_some() {
+        println!("{}", markdown_table(&rows));
+        return;
+    }
 
     let table = markdown_table(&rows);
     let doc = format!(
