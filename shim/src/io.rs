@@ -277,12 +277,14 @@ async fn start_logger(
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    let _keep = map_fds(&mut cmd, &[(&out_r, 3), (&err_r, 4), (&ready_w, 5)])
+    let keep = map_fds(&mut cmd, &[(&out_r, 3), (&err_r, 4), (&ready_w, 5)])
         .map_err(|e| fail(e.to_string()))?;
     // The logger is reaped by the shim's reaper like any child; its exit needs no action.
     let child = cmd.spawn().map_err(|e| fail(format!("start: {e}")))?;
+    // Only the logger may keep these ends, or its EOFs (readiness, then end of output)
+    // would never come.
     drop(cmd);
-    drop((out_r, err_r, ready_w));
+    drop((keep, out_r, err_r, ready_w));
     let pid = child.id();
     drop(child);
     let mut ready = pipe::Receiver::from_owned_fd(ready_r).map_err(IoError::Pipe)?;
