@@ -5,11 +5,14 @@
 //! `/nabla/NS/ID` when the spec has none. On a cgroup v1 (or hybrid) host the group is made in
 //! the freezer, memory, cpu, cpuacct and pids hierarchies; on a unified host in cgroup2.
 
+use cgroups_rs::fs::cpu::CpuController;
 use cgroups_rs::fs::freezer::FreezerController;
+use cgroups_rs::fs::memory::MemController;
 use cgroups_rs::fs::{hierarchies, Cgroup};
 use cgroups_rs::CgroupPid;
 use cgroups_rs::FreezerState;
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
+use oci_spec::runtime::LinuxResources;
 
 /// The v1 controllers the container's cgroup is made in.
 const CONTROLLERS: &[&str] = &["freezer", "memory", "cpu", "cpuacct", "pids"];
@@ -92,6 +95,40 @@ impl ContainerCgroup {
             path: path.to_string(),
             cg: Self::handle(path),
         }
+    }
+
+    /// Applies the spec's memory and CPU limits (`linux.resources`), as runc would.
+    pub fn apply(&self, res: &LinuxResources) -> Result<(), CgroupError> {
+        if let Some(limit) = res
+            .memory()
+            .as_ref()
+            .and_then(|m| m.limit())
+            .filter(|l| *l > 0)
+        {
+            let mem = self
+                .cg
+                .controller_of::<MemController>()
+                .ok_or_else(|| self.err("memory limit", "no memory controller"))?;
+            mem.set_limit(limit)
+                .map_err(|e| self.err("set memory limit", e))?;
+        }
+        if let Some(cpu) = res.cpu() {
+            let ctl = self
+                .cg
+                .controller_of::<CpuController>()
+                .ok_or_else(|| self.err("cpu limits", "no cpu controller"))?;
+            if let Some(shares) = cpu.shares().filter(|s| *s > 0) {
+                ctl.set_shares(shares)
+                    .map_err(|e| self.err("set cpu shares", e))?;
+            }
+            let quota = cpu.quota().filter(|q| *q != 0);
+            let period = cpu.period().filter(|p| *p > 0);
+            if quota.is_some() || period.is_some() {
+                ctl.set_cfs_quota_and_period(quota, period)
+                    .map_err(|e| self.err("set cpu quota", e))?;
+            }
+        }
+        Ok(())
     }
 
     /// Moves process `pid` into the cgroup.

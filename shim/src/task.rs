@@ -211,8 +211,13 @@ impl TaskService {
             }
         };
         let pid = tender.pid();
+        let resources = spec.linux().as_ref().and_then(|l| l.resources().clone());
         let cgroup = match ContainerCgroup::create(&cgroup_path).and_then(|cg| {
-            if let Err(e) = cg.add(pid) {
+            let applied = match &resources {
+                Some(r) => cg.apply(r),
+                None => Ok(()),
+            };
+            if let Err(e) = applied.and_then(|()| cg.add(pid)) {
                 let _ = cg.remove();
                 return Err(e);
             }
