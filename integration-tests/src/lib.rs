@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests and benchmarks.
+pub mod containerd;
 pub mod elf_edit;
 pub mod native;
 pub mod netns;
+pub mod oci_image;
 pub mod stats;
 pub mod tender;

@@ -22,7 +22,10 @@ fn main() {
     }
     if want("block") {
         eprintln!("== block I/O");
-        rows.extend(bench_block(if quick { 32 } else { 256 }, if quick { 3 } else { 7 }));
+        rows.extend(bench_block(
+            if quick { 32 } else { 256 },
+            if quick { 3 } else { 7 },
+        ));
     }
     if want("net") {
         eprintln!("== network");
