@@ -847,3 +847,60 @@ fn killed_shim_is_cleaned_up_by_containerd() {
     let _ = d.ctr(&["container", "rm", &id]);
     d.assert_clean(&id, Some(pid));
 }
+
+#[test]
+fn detached_run_then_attach() {
+    require_env!();
+    let d = Containerd::start();
+    let img = d.import_guest("clock");
+    let id = uid("attach");
+    d.ctr_ok(&[
+        "run",
+        "-d",
+        "--runtime",
+        RUNTIME,
+        &img,
+        &id,
+        "/clock",
+        "tick",
+        "20",
+    ]);
+    let pid = d.task_pid(&id);
+    let mut attach = Command::new(d.bin.join("ctr"))
+        .arg("--address")
+        .arg(d.socket())
+        .args(["-n", &d.ns, "task", "attach", &id])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = attach.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 256];
+        loop {
+            match std::io::Read::read(&mut out, &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+            if String::from_utf8_lossy(&got).matches("tick").count() >= 3 {
+                break;
+            }
+        }
+        got
+    });
+    let got = reader.join().unwrap();
+    // SIGKILL: ctr would forward a SIGTERM to the task.
+    let _ = attach.kill();
+    let _ = attach.wait();
+    assert!(
+        String::from_utf8_lossy(&got).matches("tick").count() >= 3,
+        "attach saw: {:?}",
+        String::from_utf8_lossy(&got)
+    );
+    d.ctr_ok(&["task", "kill", "-s", "SIGKILL", &id]);
+    d.wait_status(&id, "STOPPED");
+    d.delete(&id);
+    d.assert_clean(&id, Some(pid));
+}
