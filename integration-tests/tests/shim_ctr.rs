@@ -904,3 +904,71 @@ fn detached_run_then_attach() {
     d.delete(&id);
     d.assert_clean(&id, Some(pid));
 }
+
+#[test]
+fn pod_sandbox_holder_and_containers_share_one_shim() {
+    require_env!();
+    let d = Containerd::start();
+    // The sandbox image holds a Linux `pause`-like binary: the shim must not run it.
+    let pause = d.import(
+        "pause",
+        &[Entry::File("pause", fs::read("/bin/true").unwrap())],
+        "/pause",
+    );
+    let clock = d.import_guest("clock");
+    let pod = uid("pod");
+    let sandbox_id = format!("--annotation=io.kubernetes.cri.sandbox-id={pod}");
+    d.ctr_ok(&[
+        "run",
+        "-d",
+        "--runtime",
+        RUNTIME,
+        "--annotation",
+        "io.kubernetes.cri.container-type=sandbox",
+        &sandbox_id,
+        &pause,
+        &pod,
+        "/pause",
+    ]);
+    let holder = d.task_pid(&pod);
+    let tmp = tempfile::tempdir().unwrap();
+    let mut workloads = Vec::new();
+    for _ in 0..2 {
+        let id = uid("podc");
+        let log = tmp.path().join(format!("{id}.log"));
+        let uri = format!("file://{}", log.display());
+        d.ctr_ok(&[
+            "run",
+            "-d",
+            "--log-uri",
+            &uri,
+            "--runtime",
+            RUNTIME,
+            "--annotation",
+            "io.kubernetes.cri.container-type=container",
+            &sandbox_id,
+            &clock,
+            &id,
+            "/clock",
+            "tick",
+            "20",
+        ]);
+        wait_for_file(&log, "tick 1");
+        workloads.push((id.clone(), d.task_pid(&id)));
+    }
+    assert_eq!(d.shims().len(), 1, "one shim per pod");
+    for (id, pid) in &workloads {
+        d.ctr_ok(&["task", "kill", "-s", "SIGKILL", id]);
+        d.wait_status(id, "STOPPED");
+        d.delete(id);
+        assert!(!Path::new(&format!("/proc/{pid}")).exists());
+    }
+    // The pod's shim serves on while its sandbox lives.
+    assert_eq!(d.task_status(&pod).as_deref(), Some("RUNNING"));
+    assert_eq!(d.shims().len(), 1);
+    d.ctr_ok(&["task", "kill", &pod]);
+    d.wait_status(&pod, "STOPPED");
+    let warn = d.delete(&pod);
+    assert!(warn.contains("exit code 143"), "{warn}");
+    d.assert_clean(&pod, Some(holder));
+}

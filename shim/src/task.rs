@@ -38,6 +38,8 @@ use crate::tender::{Launch, Tender, TenderError};
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Memory left to the tender itself when the guest size comes from a memory limit.
 const TENDER_HEADROOM_MIB: u64 = 16;
+/// The CRI annotation telling a pod's sandbox container from its workload containers.
+const CONTAINER_TYPE_ANNOTATION: &str = "io.kubernetes.cri.container-type";
 /// Exit status of a tender killed by its seccomp filter (128 + SIGSYS).
 const SECCOMP_KILLED: i32 = 128 + libc::SIGSYS;
 
@@ -171,45 +173,77 @@ impl TaskService {
                 rootfs::unmount(p);
             }
         };
-        let exe = match rootfs::resolve_executable(&rootfs_dir, &args, &cwd, path_env.as_deref()) {
-            Ok(exe) => exe,
-            Err(e) => {
-                undo_mount(&mounted);
-                return Err(ShimError::InvalidArgument(e.to_string()));
-            }
-        };
-        let arg0 = exe.arg0.clone();
+        let sandbox = spec
+            .annotations()
+            .as_ref()
+            .and_then(|a| a.get(CONTAINER_TYPE_ANNOTATION))
+            .is_some_and(|t| t == "sandbox");
         let stdio = StdioPaths {
             stdin: req.stdin.clone(),
             stdout: req.stdout.clone(),
             stderr: req.stderr.clone(),
             terminal: req.terminal,
         };
-        let (mut console, tender_stdio) = match Console::open(&stdio, &id, &self.namespace).await {
-            Ok(c) => c,
-            Err(e) => {
-                undo_mount(&mounted);
-                return Err(ShimError::InvalidArgument(e.to_string()));
+        let (tender, arg0, ready, console) = if sandbox {
+            // A pod's sandbox container: its image's pause binary is a Linux program; a
+            // tender in holder mode takes its place.
+            let (mut console, tender_stdio) =
+                match Console::open(&stdio, &id, &self.namespace).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        undo_mount(&mounted);
+                        return Err(ShimError::InvalidArgument(e.to_string()));
+                    }
+                };
+            match Tender::spawn_holder(config.tender(), tender_stdio).await {
+                Ok(t) => (t, "pod sandbox holder".to_string(), None, console),
+                Err(e) => {
+                    console.abort();
+                    undo_mount(&mounted);
+                    return Err(ShimError::Internal(e.to_string()));
+                }
+            }
+        } else {
+            let exe =
+                match rootfs::resolve_executable(&rootfs_dir, &args, &cwd, path_env.as_deref()) {
+                    Ok(exe) => exe,
+                    Err(e) => {
+                        undo_mount(&mounted);
+                        return Err(ShimError::InvalidArgument(e.to_string()));
+                    }
+                };
+            let arg0 = exe.arg0.clone();
+            let (mut console, tender_stdio) =
+                match Console::open(&stdio, &id, &self.namespace).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        undo_mount(&mounted);
+                        return Err(ShimError::InvalidArgument(e.to_string()));
+                    }
+                };
+            let launch = Launch {
+                tender: config.tender(),
+                mem_mib,
+                exe,
+                guest_args: args.iter().skip(1).cloned().collect(),
+                stdio: tender_stdio,
+            };
+            match Tender::spawn(launch).await {
+                Ok((t, ready)) => (t, arg0, Some(ready), console),
+                Err(e) => {
+                    console.abort();
+                    undo_mount(&mounted);
+                    return Err(match e {
+                        TenderError::Refused(msg) => {
+                            ShimError::InvalidArgument(refusal(&arg0, &msg))
+                        }
+                        other => ShimError::Internal(other.to_string()),
+                    });
+                }
             }
         };
-        let launch = Launch {
-            tender: config.tender(),
-            mem_mib,
-            exe,
-            guest_args: args.iter().skip(1).cloned().collect(),
-            stdio: tender_stdio,
-        };
-        let (mut tender, ready) = match Tender::spawn(launch).await {
-            Ok(t) => t,
-            Err(e) => {
-                console.abort();
-                undo_mount(&mounted);
-                return Err(match e {
-                    TenderError::Refused(msg) => ShimError::InvalidArgument(refusal(&arg0, &msg)),
-                    other => ShimError::Internal(other.to_string()),
-                });
-            }
-        };
+        let mut tender = tender;
+        let mut console = console;
         let pid = tender.pid();
         let resources = spec.linux().as_ref().and_then(|l| l.resources().clone());
         let cgroup = match ContainerCgroup::create(&cgroup_path).and_then(|cg| {
@@ -234,13 +268,16 @@ impl TaskService {
         if let Err(e) = std::fs::write(bundle.join(crate::shim::STATE_FILE), pid.to_string()) {
             tracing::warn!(container = %id, "write {}: {e}", crate::shim::STATE_FILE);
         }
-        tracing::info!(
-            container = %id,
-            pid,
-            guest_memory = ready.mem_size,
-            allowed_syscalls = ready.allowed_syscalls,
-            "tender ready for {arg0}"
-        );
+        match &ready {
+            Some(ready) => tracing::info!(
+                container = %id,
+                pid,
+                guest_memory = ready.mem_size,
+                allowed_syscalls = ready.allowed_syscalls,
+                "tender ready for {arg0}"
+            ),
+            None => tracing::info!(container = %id, pid, "{arg0} started"),
+        }
         let waiter = tender.waiter();
         let stderr_gate = console.stderr_gate();
         let (tx, rx) = watch::channel(None);

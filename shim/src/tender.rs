@@ -76,6 +76,8 @@ pub struct Tender {
     pid: u32,
     control: Option<UnixStream>,
     exits: Option<Subscription>,
+    /// A pod sandbox holder (`--x-pause`): runs from the spawn on, Start is a no-op.
+    holder: bool,
 }
 
 impl std::fmt::Debug for Tender {
@@ -153,6 +155,7 @@ impl Tender {
             pid,
             control: None,
             exits: Some(exits),
+            holder: false,
         };
         let control = match control {
             Ok(c) => c,
@@ -195,6 +198,38 @@ impl Tender {
         }
     }
 
+    /// Spawns `nabla-tender --x-pause`, the process that holds a Kubernetes pod in place of
+    /// the sandbox image's Linux `pause` binary: it keeps nothing open and sleeps under a
+    /// filter allowing only `pause` and `exit_group` until a signal ends it.
+    pub async fn spawn_holder(tender: PathBuf, stdio: TenderStdio) -> Result<Tender, TenderError> {
+        let exits = monitor_subscribe(Topic::Pid)
+            .await
+            .map_err(|e| TenderError::Monitor(e.to_string()))?;
+        let spawned = Command::new(&tender)
+            .arg("--x-pause")
+            .env_clear()
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(stdio.stdout))
+            .stderr(Stdio::from(stdio.stderr))
+            .process_group(0)
+            .spawn();
+        match spawned {
+            Ok(child) => Ok(Tender {
+                pid: child.id(),
+                control: None,
+                exits: Some(exits),
+                holder: true,
+            }),
+            Err(source) => {
+                let _ = monitor_unsubscribe(exits.id).await;
+                Err(TenderError::Spawn {
+                    path: tender,
+                    source,
+                })
+            }
+        }
+    }
+
     /// The tender's pid.
     pub fn pid(&self) -> u32 {
         self.pid
@@ -202,6 +237,9 @@ impl Tender {
 
     /// Tells the tender to install its filter and jump into the guest.
     pub fn start(&mut self) -> Result<(), TenderError> {
+        if self.holder {
+            return Ok(());
+        }
         let control = self
             .control
             .take()
