@@ -11,31 +11,17 @@
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
+use nabla_integration_tests::containerd::{containerd_bin_dir, unique as uid, PrivateContainerd};
+use nabla_integration_tests::oci_image::OciImage;
+use nabla_integration_tests::tender::{bin_dir, workspace_root};
 
 const RUNTIME: &str = "io.containerd.nabla.v2";
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
 fn guest(name: &str) -> PathBuf {
-    repo().join("target/guests/release").join(name)
-}
-
-fn containerd_dir() -> Option<PathBuf> {
-    if let Ok(d) = std::env::var("NABLA_CONTAINERD_BIN") {
-        return Some(PathBuf::from(d));
-    }
-    let d = repo().join(".deps/containerd/usr/bin");
-    d.join("containerd").exists().then_some(d)
+    workspace_root().join("target/guests/release").join(name)
 }
 
 /// Why the environment cannot run these tests, if it cannot.
@@ -43,19 +29,18 @@ fn missing() -> Option<String> {
     if !nix::unistd::geteuid().is_root() {
         return Some("not root".into());
     }
-    let Some(dir) = containerd_dir() else {
-        return Some("no containerd 2.x (run scripts/install-deps.sh)".into());
-    };
+    let dir = containerd_bin_dir();
     for b in ["containerd", "ctr"] {
         if !dir.join(b).exists() {
-            return Some(format!("{} missing", dir.join(b).display()));
+            return Some(format!(
+                "{} missing (run scripts/install-deps.sh)",
+                dir.join(b).display()
+            ));
         }
     }
     for b in ["nabla-tender", "containerd-shim-nabla-v2"] {
-        if !repo().join("target/release").join(b).exists() {
-            return Some(format!(
-                "target/release/{b} missing (cargo build --release)"
-            ));
+        if !bin_dir().join(b).exists() {
+            return Some(format!("{b} missing (cargo build --release)"));
         }
     }
     if !guest("hello").exists() {
@@ -73,214 +58,49 @@ macro_rules! require_env {
     };
 }
 
-/// A unique container id for this test run.
-fn uid(name: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{name}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-// ---------------------------------------------------------------------------------------
-// OCI image layout tars, built from files in memory.
-
-fn sha256_hex(data: &[u8]) -> String {
-    Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
+/// A file or symlink to put in a test image.
 enum Entry<'a> {
     File(&'a str, Vec<u8>),
     Symlink(&'a str, &'a str),
 }
 
-fn tar_header(name: &str, size: usize, kind: u8, link: &str, mode: u32) -> [u8; 512] {
-    let mut h = [0u8; 512];
-    h[..name.len()].copy_from_slice(name.as_bytes());
-    let octal = |h: &mut [u8; 512], at: usize, len: usize, v: u64| {
-        let s = format!("{v:0w$o}\0", w = len - 1);
-        h[at..at + len].copy_from_slice(s.as_bytes());
-    };
-    octal(&mut h, 100, 8, mode as u64);
-    octal(&mut h, 108, 8, 0);
-    octal(&mut h, 116, 8, 0);
-    octal(&mut h, 124, 12, size as u64);
-    octal(&mut h, 136, 12, 0);
-    h[148..156].fill(b' ');
-    h[156] = kind;
-    h[157..157 + link.len()].copy_from_slice(link.as_bytes());
-    h[257..263].copy_from_slice(b"ustar\0");
-    h[263..265].copy_from_slice(b"00");
-    let sum: u32 = h.iter().map(|b| *b as u32).sum();
-    let s = format!("{sum:06o}\0 ");
-    h[148..156].copy_from_slice(s.as_bytes());
-    h
-}
-
-fn tar(entries: &[(String, Vec<u8>, u8, String)]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (name, data, kind, link) in entries {
-        out.extend_from_slice(&tar_header(name, data.len(), *kind, link, 0o755));
-        out.extend_from_slice(data);
-        out.resize(out.len().div_ceil(512) * 512, 0);
-    }
-    out.resize(out.len() + 1024, 0);
-    out
-}
-
-/// An OCI image-layout tar named `reference` with one uncompressed layer.
-fn oci_image(reference: &str, files: &[Entry], entrypoint: &str) -> Vec<u8> {
-    let layer = tar(&files
-        .iter()
-        .map(|e| match e {
-            Entry::File(n, d) => (n.to_string(), d.clone(), b'0', String::new()),
-            Entry::Symlink(n, t) => (n.to_string(), Vec::new(), b'2', t.to_string()),
-        })
-        .collect::<Vec<_>>());
-    let layer_digest = sha256_hex(&layer);
-    let config = format!(
-        r#"{{"architecture":"amd64","os":"linux","config":{{"Entrypoint":["{entrypoint}"]}},"rootfs":{{"type":"layers","diff_ids":["sha256:{layer_digest}"]}}}}"#
-    )
-    .into_bytes();
-    let manifest = format!(
-        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:{}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"sha256:{layer_digest}","size":{}}}]}}"#,
-        sha256_hex(&config),
-        config.len(),
-        layer.len()
-    )
-    .into_bytes();
-    let index = format!(
-        r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:{}","size":{},"annotations":{{"org.opencontainers.image.ref.name":"{reference}"}},"platform":{{"architecture":"amd64","os":"linux"}}}}]}}"#,
-        sha256_hex(&manifest),
-        manifest.len()
-    )
-    .into_bytes();
-    let mut entries = vec![
-        (
-            "oci-layout".to_string(),
-            br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
-            b'0',
-            String::new(),
-        ),
-        ("index.json".to_string(), index, b'0', String::new()),
-    ];
-    for blob in [config, manifest, layer] {
-        entries.push((
-            format!("blobs/sha256/{}", sha256_hex(&blob)),
-            blob,
-            b'0',
-            String::new(),
-        ));
-    }
-    tar(&entries)
-}
-
-// ---------------------------------------------------------------------------------------
-// A private containerd.
-
+/// The shared private containerd, plus what these tests need around it. Dropping it kills
+/// and deletes the tasks still there first, so a failed test leaves no guest running.
 struct Containerd {
-    base: tempfile::TempDir,
+    inner: PrivateContainerd,
+    images: tempfile::TempDir,
     bin: PathBuf,
-    child: Option<Child>,
     ns: String,
 }
 
 impl Containerd {
     fn start() -> Containerd {
-        let base = tempfile::Builder::new()
-            .prefix("nabla-shim-test-")
-            .tempdir()
-            .unwrap();
-        let b = base.path().display().to_string();
-        fs::write(
-            base.path().join("config.toml"),
-            format!(
-                "version = 3\nroot = \"{b}/root\"\nstate = \"{b}/state\"\n\
-                 [grpc]\n  address = \"{b}/containerd.sock\"\n\
-                 [ttrpc]\n  address = \"{b}/containerd.sock.ttrpc\"\n\
-                 [plugins.\"io.containerd.internal.v1.opt\"]\n  path = \"{b}/opt\"\n\
-                 [plugins.\"io.containerd.nri.v1.nri\"]\n  disable = true\n"
-            ),
-        )
-        .unwrap();
-        fs::create_dir_all(base.path().join("cwd")).unwrap();
-        let mut c = Containerd {
-            base,
-            bin: containerd_dir().unwrap(),
-            child: None,
-            ns: uid("ns"),
-        };
-        c.spawn();
-        c
-    }
-
-    fn spawn(&mut self) {
-        let path = format!(
-            "{}:{}:{}",
-            repo().join("target/release").display(),
-            self.bin.display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.base.path().join("containerd.log"))
-            .unwrap();
-        let child = Command::new(self.bin.join("containerd"))
-            .arg("--config")
-            .arg(self.base.path().join("config.toml"))
-            .current_dir(self.base.path().join("cwd"))
-            .env("PATH", path)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if self.ctr(&["version"]).status.success() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        let inner = PrivateContainerd::start();
+        let ns = inner.namespace().to_string();
+        Containerd {
+            inner,
+            images: tempfile::tempdir().unwrap(),
+            bin: containerd_bin_dir(),
+            ns,
         }
-        panic!("containerd did not come up: {}", self.log());
     }
 
-    /// Stops containerd (SIGTERM) and waits; shims and guests keep running.
+    /// Stops containerd only; shims and guests keep running.
     fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(child.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            let _ = child.wait();
-        }
+        self.inner.stop_daemon();
     }
 
+    /// Starts containerd again on the same directories.
     fn restart(&mut self) {
-        self.stop();
-        self.spawn();
+        self.inner.restart();
     }
 
     fn socket(&self) -> PathBuf {
-        self.base.path().join("containerd.sock")
+        self.inner.socket()
     }
 
     fn ctr(&self, args: &[&str]) -> Output {
-        Command::new(self.bin.join("ctr"))
-            .arg("--address")
-            .arg(self.socket())
-            .arg("-n")
-            .arg(&self.ns)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+        self.inner.ctr(args)
     }
 
     fn ctr_ok(&self, args: &[&str]) -> String {
@@ -297,9 +117,16 @@ impl Containerd {
     /// Imports an image holding `files`; returns its reference.
     fn import(&self, name: &str, files: &[Entry], entrypoint: &str) -> String {
         let reference = format!("localhost/nabla-test/{name}:{}", std::process::id());
-        let tar = self.base.path().join(format!("{name}.tar"));
-        fs::write(&tar, oci_image(&reference, files, entrypoint)).unwrap();
-        self.ctr_ok(&["image", "import", tar.to_str().unwrap()]);
+        let mut img = OciImage::new(&reference).entrypoint(&[entrypoint]);
+        for f in files {
+            img = match f {
+                Entry::File(n, d) => img.bytes(d, &format!("/{n}"), 0o755),
+                Entry::Symlink(n, t) => img.symlink(t, &format!("/{n}")),
+            };
+        }
+        let tar = self.images.path().join(format!("{name}.tar"));
+        img.write_tar(&tar).unwrap();
+        self.inner.import(&tar);
         reference
     }
 
@@ -334,7 +161,7 @@ impl Containerd {
     }
 
     fn log(&self) -> String {
-        fs::read_to_string(self.base.path().join("containerd.log")).unwrap_or_default()
+        fs::read_to_string(self.inner.base().join("containerd.log")).unwrap_or_default()
     }
 
     fn task_status(&self, id: &str) -> Option<String> {
@@ -378,21 +205,15 @@ impl Containerd {
 
     /// Shim processes this containerd started.
     fn shims(&self) -> Vec<i32> {
-        let needle = self.socket().display().to_string();
-        let mut pids = Vec::new();
-        for e in fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-                continue;
-            };
-            let Ok(cmd) = fs::read(format!("/proc/{pid}/cmdline")) else {
-                continue;
-            };
-            let cmd = String::from_utf8_lossy(&cmd);
-            if cmd.contains("containerd-shim-nabla-v2") && cmd.contains(&needle) {
-                pids.push(pid);
-            }
-        }
-        pids
+        self.inner
+            .shim_pids()
+            .into_iter()
+            .filter(|p| {
+                fs::read(format!("/proc/{p}/cmdline"))
+                    .map(|c| String::from_utf8_lossy(&c).contains("containerd-shim-nabla-v2"))
+                    .unwrap_or(false)
+            })
+            .collect()
     }
 
     /// Checks that nothing of container `id` is left: no task, no mount, no cgroup, no
@@ -425,54 +246,29 @@ impl Containerd {
 
 impl Drop for Containerd {
     fn drop(&mut self) {
-        if self.child.is_some() {
-            if let Ok(out) = Command::new(self.bin.join("ctr"))
-                .arg("--address")
-                .arg(self.socket())
-                .args(["-n", &self.ns, "task", "ls", "-q"])
-                .output()
-            {
-                for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                    let _ = self.ctr(&["task", "kill", "-s", "SIGKILL", id]);
-                    std::thread::sleep(Duration::from_millis(100));
-                    let _ = self.ctr(&["task", "delete", "-f", id]);
-                }
-            }
-            if let Ok(out) = Command::new(self.bin.join("ctr"))
-                .arg("--address")
-                .arg(self.socket())
-                .args(["-n", &self.ns, "container", "ls", "-q"])
-                .output()
-            {
-                for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                    let _ = self.ctr(&["container", "rm", id]);
-                }
+        // Kill what a failed test left running, through containerd (so shims clean up),
+        // before the fixture stops the daemon and its shims.
+        if let Ok(out) = self.inner.ctr_command().args(["task", "ls", "-q"]).output() {
+            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = self.ctr(&["task", "kill", "-s", "SIGKILL", id]);
+                std::thread::sleep(Duration::from_millis(100));
+                let _ = self.ctr(&["task", "delete", "-f", id]);
             }
         }
-        self.stop();
-        for pid in self.shims() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+        if let Ok(out) = self
+            .inner
+            .ctr_command()
+            .args(["container", "ls", "-q"])
+            .output()
+        {
+            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = self.ctr(&["container", "rm", id]);
+            }
         }
         // The namespace's parent cgroups (like runc, the shim leaves /NS in place).
         if let Ok(ctrls) = fs::read_dir("/sys/fs/cgroup") {
             for c in ctrls.flatten() {
                 let _ = fs::remove_dir(c.path().join(&self.ns));
-            }
-        }
-        // Snapshots may still be mounted under the root if a test failed half way.
-        if let Ok(mounts) = fs::read_to_string("/proc/self/mountinfo") {
-            let base = self.base.path().display().to_string();
-            let mut points: Vec<&str> = mounts
-                .lines()
-                .filter_map(|l| l.split_whitespace().nth(4))
-                .filter(|p| p.starts_with(&base))
-                .collect();
-            points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-            for p in points {
-                let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
             }
         }
     }
@@ -805,7 +601,7 @@ fn guest_survives_containerd_restart() {
         lines(&log) > before,
         "console stopped while containerd was down"
     );
-    d.spawn();
+    d.restart();
     assert_eq!(d.task_status(&id).as_deref(), Some("RUNNING"));
     assert_eq!(d.task_pid(&id), pid);
     let after = lines(&log);
@@ -816,8 +612,6 @@ fn guest_survives_containerd_restart() {
     let warn = d.delete(&id);
     assert!(warn.contains("exit code 137"), "{warn}");
     d.assert_clean(&id, Some(pid));
-    // restart() is stop + spawn; keep it exercised.
-    d.restart();
 }
 
 #[test]
