@@ -1,4 +1,6 @@
 //! Helpers shared by the integration tests and benchmarks.
+pub mod bench;
+pub mod census;
 pub mod containerd;
 pub mod elf_edit;
 pub mod native;

@@ -5,12 +5,13 @@ use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nabla_integration_tests::tender::{guest, run_tender, tender_bin};
+use nabla_integration_tests::census::{
+    allowed, allowed_dev, host_bypass, numbers as census_numbers, passing_args, passing_args_dev,
+    EPOLL_FD, TIMER_FD,
+};
+use nabla_integration_tests::tender::{guest, tender_bin};
 
 const T: Duration = Duration::from_secs(10);
-/// With no devices the fds are: kernel 3 (closed after loading), epoll 4, timer 5.
-const EPOLL_FD: u64 = 4;
-const TIMER_FD: u64 = 5;
 
 #[test]
 fn filter_installed_and_only_guest_fds_left() {
@@ -68,63 +69,6 @@ fn filter_installed_and_only_guest_fds_left() {
     );
 }
 
-/// Arguments that satisfy the core rule of `nr`, if it has one (else zeros).
-fn passing_args(nr: u64) -> [u64; 6] {
-    let a0 = match nr {
-        1 => 1,          // write(1, NULL, 0)
-        281 => EPOLL_FD, // epoll_pwait(epfd, NULL, 0, ...) -> EINVAL, no block
-        286 => TIMER_FD, // timerfd_settime(tfd, 0, NULL, NULL) -> EFAULT
-        228 => 1,        // clock_gettime(CLOCK_MONOTONIC, NULL) -> EFAULT
-        158 => 0x1002,   // arch_prctl(ARCH_SET_FS, 0)
-        231 => 0,        // exit_group(0)
-        _ => 0,
-    };
-    [a0, 0, 0, 0, 0, 0]
-}
-
-/// Runs the probe guest with one syscall; true if the call was allowed (no SIGSYS).
-fn allowed(nr: u64, args: [u64; 6]) -> bool {
-    let mut v = vec![
-        guest("probe").to_string_lossy().into_owned(),
-        format!("{nr:#x}"),
-    ];
-    v.extend(args.iter().map(|a| format!("{a:#x}")));
-    verdict(nr, run_tender(&v, T))
-}
-
-/// Syscall numbers this machine's kernel handles before seccomp runs (seen on sandbox
-/// kernels); a census cannot say anything about them, so it reports and skips them.
-fn host_bypass() -> &'static BTreeSet<u64> {
-    static SET: std::sync::OnceLock<BTreeSet<u64>> = std::sync::OnceLock::new();
-    SET.get_or_init(|| {
-        // The control filter itself allows write and exit_group.
-        census_numbers()
-            .filter(|nr| *nr != 1 && *nr != 231)
-            .filter(|nr| nabla_integration_tests::native::host_bypasses_seccomp(*nr))
-            .collect()
-    })
-}
-
-/// Every x86_64 number up to well past the highest, then the x32 range.
-fn census_numbers() -> impl Iterator<Item = u64> {
-    (0..=520u64).chain((0..=560u64).map(|n| 0x4000_0000 | n))
-}
-
-/// Allowed (exit 0) or killed by the filter (SIGSYS); anything else fails the test.
-fn verdict(nr: u64, r: nabla_integration_tests::tender::Run) -> bool {
-    match r.status {
-        159 => {
-            assert!(
-                r.stdout.contains("probe"),
-                "probe {nr:#x} never reached its syscall: {r:?}"
-            );
-            false
-        }
-        0 => true,
-        other => panic!("probe {nr:#x}: unexpected status {other}: {r:?}"),
-    }
-}
-
 #[test]
 fn syscall_census_without_devices() {
     let start = Instant::now();
@@ -165,31 +109,6 @@ fn arguments_are_pinned() {
         assert!(!allowed(*nr, *args), "{what} must die with SIGSYS");
     }
     assert!(allowed(228, [0, 0, 0, 0, 0, 0]), "clock_gettime(REALTIME)");
-}
-
-/// Runs `probe-dev` (one block device, one NIC) with one syscall; true if it was allowed.
-fn allowed_dev(disk: &std::path::Path, tap_fd: i32, nr: u64, args: &[String]) -> bool {
-    let mut v = vec![
-        format!("--block:storage={}", disk.display()),
-        format!("--net:service0=@{tap_fd}"),
-        guest("probe-dev").to_string_lossy().into_owned(),
-        format!("{nr:#x}"),
-    ];
-    v.extend(args.iter().cloned());
-    verdict(nr, run_tender(&v, T))
-}
-
-/// Arguments that satisfy the rule of `nr` with devices attached (symbolic ones are resolved
-/// by the probe from its manifest).
-fn passing_args_dev(nr: u64) -> Vec<String> {
-    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-    match nr {
-        0 => s(&["fd:service0", "0", "0"]),
-        17 | 18 => s(&["fd:storage", "0", "bs:storage", "0"]),
-        281 => s(&["epollfd"]),
-        286 => s(&["timerfd"]),
-        _ => passing_args(nr).iter().map(|a| format!("{a:#x}")).collect(),
-    }
 }
 
 #[test]
