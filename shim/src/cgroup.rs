@@ -5,6 +5,8 @@
 //! `/nabla/NS/ID` when the spec has none. On a cgroup v1 (or hybrid) host the group is made in
 //! the freezer, memory, cpu, cpuacct and pids hierarchies; on a unified host in cgroup2.
 
+use std::path::Path;
+
 use cgroups_rs::fs::cpu::CpuController;
 use cgroups_rs::fs::freezer::FreezerController;
 use cgroups_rs::fs::memory::MemController;
@@ -178,6 +180,25 @@ impl ContainerCgroup {
             containerd_shim::util::convert_to_any(Box::new(m))
         };
         any.map_err(|e| self.err("encode metrics", e))
+    }
+
+    /// Whether the kernel's OOM killer killed a process of this cgroup (cgroup v1
+    /// `memory.oom_control`, v2 `memory.events`). Checked when the tender exits, so the
+    /// OOM event reaches containerd before the exit does.
+    pub fn oom_killed(&self) -> bool {
+        if self.cg.v2() {
+            let events = Path::new("/sys/fs/cgroup")
+                .join(self.path.trim_start_matches('/'))
+                .join("memory.events");
+            return std::fs::read_to_string(events)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| l.strip_prefix("oom_kill "))
+                .any(|n| n.trim().parse::<u64>().unwrap_or(0) > 0);
+        }
+        self.cg
+            .controller_of::<MemController>()
+            .is_some_and(|m| m.memory_stat().oom_control.oom_kill > 0)
     }
 
     /// Removes the cgroup, thawing it first so a frozen leftover can die. Best effort when

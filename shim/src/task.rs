@@ -11,11 +11,11 @@ use async_trait::async_trait;
 use containerd_shim::asynchronous::publisher::RemotePublisher;
 use containerd_shim::asynchronous::ExitSignal;
 use containerd_shim::protos::events::task::{
-    TaskCreate, TaskDelete, TaskExit, TaskIO, TaskPaused, TaskResumed, TaskStart,
+    TaskCreate, TaskDelete, TaskExit, TaskIO, TaskOOM, TaskPaused, TaskResumed, TaskStart,
 };
 use containerd_shim::protos::protobuf::MessageDyn;
 use containerd_shim::protos::topics::{
-    TASK_CREATE_EVENT_TOPIC, TASK_DELETE_EVENT_TOPIC, TASK_EXIT_EVENT_TOPIC,
+    TASK_CREATE_EVENT_TOPIC, TASK_DELETE_EVENT_TOPIC, TASK_EXIT_EVENT_TOPIC, TASK_OOM_EVENT_TOPIC,
     TASK_PAUSED_EVENT_TOPIC, TASK_RESUMED_EVENT_TOPIC, TASK_START_EVENT_TOPIC,
 };
 use containerd_shim::protos::ttrpc::context::Context;
@@ -403,12 +403,25 @@ async fn record_exit(shared: &Shared, code: i32, tx: watch::Sender<Option<Exit>>
         status: code as u32,
         at: SystemTime::now(),
     };
-    let (id, pid) = {
+    let (id, pid, oom) = {
         let mut c = shared.lock().await;
         c.state = State::Stopped;
         c.exit = Some(exit);
-        (c.id.clone(), c.pid)
+        let oom = c.cgroup.as_ref().is_some_and(|cg| cg.oom_killed());
+        (c.id.clone(), c.pid, oom)
     };
+    if oom {
+        tracing::warn!(container = %id, pid, "the tender was killed by the OOM killer (memory limit)");
+        events
+            .publish(
+                TASK_OOM_EVENT_TOPIC,
+                Box::new(TaskOOM {
+                    container_id: id.clone(),
+                    ..Default::default()
+                }),
+            )
+            .await;
+    }
     if code == SECCOMP_KILLED {
         tracing::error!(
             container = %id,
