@@ -799,3 +799,43 @@ impl Task for TaskService {
         Err(unsupported("updating resources of a running container"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec_with_limit(limit: Option<i64>) -> Spec {
+        let mut json = serde_json::json!({
+            "ociVersion": "1.0.2",
+            "process": {"args": ["/x"], "cwd": "/", "user": {"uid": 0, "gid": 0}}
+        });
+        if let Some(l) = limit {
+            json["linux"] = serde_json::json!({"resources": {"memory": {"limit": l}}});
+        }
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn guest_memory_follows_the_limit() {
+        const MIB: i64 = 1024 * 1024;
+        assert_eq!(guest_memory_mib(&spec_with_limit(None), 512), 512);
+        assert_eq!(guest_memory_mib(&spec_with_limit(Some(64 * MIB)), 512), 48);
+        assert_eq!(
+            guest_memory_mib(&spec_with_limit(Some(2048 * MIB)), 512),
+            512
+        );
+        assert_eq!(guest_memory_mib(&spec_with_limit(Some(20 * MIB)), 512), 10);
+        assert_eq!(guest_memory_mib(&spec_with_limit(Some(-1)), 64), 64);
+    }
+
+    #[test]
+    fn refusals_name_the_unikernel() {
+        let m = refusal("/app", "/app: Invalid or unsupported executable");
+        assert!(m.starts_with("nabla-tender refused /app: "), "{m}");
+        let m = refusal(
+            "/app",
+            "Device 'storage' of type BLOCK_BASIC declared but not attached.",
+        );
+        assert!(m.contains("does not attach devices"), "{m}");
+    }
+}
