@@ -84,6 +84,8 @@ pub struct Container {
     pub tender: Tender,
     /// Opens the tender's stderr at Start.
     pub stderr_gate: Option<StderrGate>,
+    /// The tender has been reaped (its exit may not be recorded yet: output still drains).
+    pub reaped: bool,
     /// The exit, once known.
     pub exit: Option<Exit>,
     /// Receives the exit when it is recorded.

@@ -291,6 +291,7 @@ impl TaskService {
             cgroup: Some(cgroup),
             tender,
             stderr_gate,
+            reaped: false,
             exit: None,
             exited: rx,
         }));
@@ -302,8 +303,13 @@ impl TaskService {
             let events = self.events.clone();
             tokio::spawn(async move {
                 let code = waiter.wait().await;
-                // Never started: its stderr said nothing Create did not; let it go.
-                container.lock().await.stderr_gate = None;
+                {
+                    let mut c = container.lock().await;
+                    // Reaped: its pid may be reused from now on; never signal it again.
+                    c.reaped = true;
+                    // Never started: its stderr said nothing Create did not; let it go.
+                    c.stderr_gate = None;
+                }
                 console.drain(DRAIN_TIMEOUT).await;
                 record_exit(&container, code, tx, &events).await;
             });
@@ -337,6 +343,7 @@ impl TaskService {
         let mut exited = {
             let c = shared.lock().await;
             match c.state {
+                _ if c.reaped => {}
                 State::Running | State::Paused => {
                     return Err(ShimError::FailedPrecondition(format!(
                         "container {id} is running: kill it before deleting it"
@@ -556,7 +563,7 @@ impl Task for TaskService {
         no_exec(&req.exec_id)?;
         let shared = self.get(&req.id).await?;
         let c = shared.lock().await;
-        if c.state == State::Stopped {
+        if c.state == State::Stopped || c.reaped {
             return Err(ShimError::NotFound("process already finished".into()).into());
         }
         let signal = Signal::try_from(req.signal as i32).map_err(|_| {
