@@ -184,7 +184,7 @@ impl TaskService {
             stderr: req.stderr.clone(),
             terminal: req.terminal,
         };
-        let (tender, arg0, ready, console) = if sandbox {
+        let (mut tender, arg0, ready, mut console) = if sandbox {
             // A pod's sandbox container: its image's pause binary is a Linux program; a
             // tender in holder mode takes its place.
             let (mut console, tender_stdio) =
@@ -242,8 +242,6 @@ impl TaskService {
                 }
             }
         };
-        let mut tender = tender;
-        let mut console = console;
         let pid = tender.pid();
         let resources = spec.linux().as_ref().and_then(|l| l.resources().clone());
         let cgroup = match ContainerCgroup::create(&cgroup_path).and_then(|cg| {
