@@ -4,12 +4,15 @@
 mod cgroup;
 mod config;
 mod container;
+mod devices;
 mod error;
 mod io;
 mod logging;
 mod rootfs;
 mod shim;
 mod spawn;
+mod spec_map;
+mod tap_redirect;
 mod task;
 mod tender;
 

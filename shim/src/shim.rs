@@ -113,6 +113,7 @@ impl Shim for NablaShim {
             self.bundle.join(root)
         };
         crate::rootfs::unmount(&rootfs);
+        crate::devices::cleanup_bundle(&self.bundle, &self.id);
         let _ = std::fs::remove_file(self.bundle.join(STATE_FILE));
         Ok(api::DeleteResponse {
             pid: u32::try_from(pid).unwrap_or(0),

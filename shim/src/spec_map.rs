@@ -74,7 +74,9 @@ pub enum MapError {
         reason: String,
     },
     /// A `linux.devices` block device whose host node could not be found.
-    #[error("block device '{name}': no host device {major}:{minor} (/sys/dev/block/{major}:{minor})")]
+    #[error(
+        "block device '{name}': no host device {major}:{minor} (/sys/dev/block/{major}:{minor})"
+    )]
     NoHostDevice {
         /// Device name.
         name: String,
@@ -132,19 +134,20 @@ fn annotation<'a>(spec: &'a Spec, key: &str) -> Option<&'a str> {
         .map(String::as_str)
 }
 
-/// Joins `args` (`process.args[1..]`) into the guest command line, substituting `$(NAME)` from
-/// `vars` as Kubernetes does: `$$(NAME)` stays a literal `$(NAME)`, and an unknown `$(NAME)`
-/// is left as it is.
-pub fn guest_cmdline(args: &[String], vars: &BTreeMap<String, String>) -> Result<String, MapError> {
-    let line = args
-        .iter()
-        .map(|a| substitute(a, vars))
-        .collect::<Vec<_>>()
-        .join(" ");
-    if line.len() > CMDLINE_MAX {
-        return Err(MapError::CmdlineTooLong { len: line.len() });
+/// Substitutes `$(NAME)` in each of `args` (`process.args[1..]`) from `vars` as Kubernetes
+/// does: `$$(NAME)` stays a literal `$(NAME)`, and an unknown `$(NAME)` is left as it is. The
+/// arguments stay apart (the tender joins them with spaces); the joined line must fit Solo5's
+/// limit.
+pub fn substitute_args(
+    args: &[String],
+    vars: &BTreeMap<String, String>,
+) -> Result<Vec<String>, MapError> {
+    let out: Vec<String> = args.iter().map(|a| substitute(a, vars)).collect();
+    let len = out.iter().map(String::len).sum::<usize>() + out.len().saturating_sub(1);
+    if len > CMDLINE_MAX {
+        return Err(MapError::CmdlineTooLong { len });
     }
-    Ok(line)
+    Ok(out)
 }
 
 fn substitute(s: &str, vars: &BTreeMap<String, String>) -> String {
@@ -225,12 +228,17 @@ pub fn bind_block_devices(
     for name in declared {
         let sector_size = match annotation(spec, &format!("{SECTOR_ANNOTATION_PREFIX}{name}")) {
             None => None,
-            Some(v) => Some(v.trim().parse::<u32>().map_err(|_| MapError::BadSectorSize {
-                name: name.clone(),
-                value: v.to_string(),
-            })?),
+            Some(v) => Some(
+                v.trim()
+                    .parse::<u32>()
+                    .map_err(|_| MapError::BadSectorSize {
+                        name: name.clone(),
+                        value: v.to_string(),
+                    })?,
+            ),
         };
-        let source = if let Some(v) = annotation(spec, &format!("{BLOCK_ANNOTATION_PREFIX}{name}")) {
+        let source = if let Some(v) = annotation(spec, &format!("{BLOCK_ANNOTATION_PREFIX}{name}"))
+        {
             let (path, readonly) = match v.strip_suffix(":ro") {
                 Some(p) => (p, true),
                 None => (v.strip_suffix(":rw").unwrap_or(v), false),
@@ -299,9 +307,10 @@ fn device_for(spec: &Spec, name: &str, sys_root: &Path) -> Result<Option<BlockSo
         return Ok(None);
     };
     let want = PathBuf::from("/dev").join(name);
-    let Some(d) = devs.iter().find(|d| {
-        d.path() == &want && d.typ() == oci_spec::runtime::LinuxDeviceType::B
-    }) else {
+    let Some(d) = devs
+        .iter()
+        .find(|d| d.path() == &want && d.typ() == oci_spec::runtime::LinuxDeviceType::B)
+    else {
         return Ok(None);
     };
     let (major, minor) = (d.major(), d.minor());
@@ -377,7 +386,11 @@ pub fn net_vars(
     mac: &str,
     mtu: u32,
 ) {
-    let sfx = if i == 0 { String::new() } else { format!("_{i}") };
+    let sfx = if i == 0 {
+        String::new()
+    } else {
+        format!("_{i}")
+    };
     let (ip, prefix) = ipv4;
     let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
     vars.insert(format!("NABLA_IPV4{sfx}"), format!("{ip}/{prefix}"));
@@ -404,7 +417,14 @@ mod tests {
 
     fn vars() -> BTreeMap<String, String> {
         let mut v = BTreeMap::new();
-        net_vars(&mut v, 0, ("10.1.2.3".parse().unwrap(), 24), Some("10.1.2.1".parse().unwrap()), "02:00:00:00:00:01", 1500);
+        net_vars(
+            &mut v,
+            0,
+            ("10.1.2.3".parse().unwrap(), 24),
+            Some("10.1.2.1".parse().unwrap()),
+            "02:00:00:00:00:01",
+            1500,
+        );
         v.insert("NABLA_CONTAINER_ID".into(), "c1".into());
         v
     }
@@ -413,32 +433,51 @@ mod tests {
     fn memory_rules() {
         let s = spec(r#"{"ociVersion":"1.0.2"}"#);
         assert_eq!(guest_memory_mib(&s, 512), Ok(512));
-        let s = spec(r#"{"ociVersion":"1.0.2","linux":{"resources":{"memory":{"limit":134217728}}}}"#);
+        let s =
+            spec(r#"{"ociVersion":"1.0.2","linux":{"resources":{"memory":{"limit":134217728}}}}"#);
         assert_eq!(guest_memory_mib(&s, 512), Ok(128 - TENDER_HEADROOM_MIB));
-        let s = spec(r#"{"ociVersion":"1.0.2","linux":{"resources":{"memory":{"limit":8388608}}}}"#);
-        assert!(matches!(guest_memory_mib(&s, 512), Err(MapError::LimitTooSmall { .. })));
-        let s = spec(r#"{"ociVersion":"1.0.2","annotations":{"nabla.io/memory":"64"},"linux":{"resources":{"memory":{"limit":8388608}}}}"#);
+        let s =
+            spec(r#"{"ociVersion":"1.0.2","linux":{"resources":{"memory":{"limit":8388608}}}}"#);
+        assert!(matches!(
+            guest_memory_mib(&s, 512),
+            Err(MapError::LimitTooSmall { .. })
+        ));
+        let s = spec(
+            r#"{"ociVersion":"1.0.2","annotations":{"nabla.io/memory":"64"},"linux":{"resources":{"memory":{"limit":8388608}}}}"#,
+        );
         assert_eq!(guest_memory_mib(&s, 512), Ok(64));
         let s = spec(r#"{"ociVersion":"1.0.2","annotations":{"nabla.io/memory":"64M"}}"#);
-        assert!(matches!(guest_memory_mib(&s, 512), Err(MapError::BadMemoryAnnotation(_))));
+        assert!(matches!(
+            guest_memory_mib(&s, 512),
+            Err(MapError::BadMemoryAnnotation(_))
+        ));
     }
 
     #[test]
     fn cmdline_substitution_like_kubernetes() {
         let v = vars();
-        let args: Vec<String> = ["--ip=$(NABLA_IPV4)", "gw=$(NABLA_GATEWAY)", "$$(NABLA_IP)", "$(UNKNOWN)", "a$b", "$(NABLA_CONTAINER_ID)"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let args: Vec<String> = [
+            "--ip=$(NABLA_IPV4)",
+            "gw=$(NABLA_GATEWAY)",
+            "$$(NABLA_IP)",
+            "$(UNKNOWN)",
+            "a$b",
+            "$(NABLA_CONTAINER_ID)",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         assert_eq!(
-            guest_cmdline(&args, &v).unwrap(),
+            substitute_args(&args, &v).unwrap().join(" "),
             "--ip=10.1.2.3/24 gw=10.1.2.1 $(NABLA_IP) $(UNKNOWN) a$b c1"
         );
         assert_eq!(v["NABLA_NETMASK"], "255.255.255.0");
         let long = vec!["x".repeat(CMDLINE_MAX + 1)];
         assert_eq!(
-            guest_cmdline(&long, &v),
-            Err(MapError::CmdlineTooLong { len: CMDLINE_MAX + 1 })
+            substitute_args(&long, &v),
+            Err(MapError::CmdlineTooLong {
+                len: CMDLINE_MAX + 1
+            })
         );
     }
 
@@ -457,17 +496,37 @@ mod tests {
         let s = spec(&json);
         let names: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
         let b = bind_block_devices(&s, &names, Path::new("/sys")).unwrap();
-        assert_eq!(b[0].source, BlockSource::Path { path: img.clone(), readonly: true });
-        assert_eq!(b[1].source, BlockSource::Path { path: img.clone(), readonly: true });
+        assert_eq!(
+            b[0].source,
+            BlockSource::Path {
+                path: img.clone(),
+                readonly: true
+            }
+        );
+        assert_eq!(
+            b[1].source,
+            BlockSource::Path {
+                path: img.clone(),
+                readonly: true
+            }
+        );
         assert_eq!(b[1].sector_size, Some(4096));
         assert_eq!(b[2].source, BlockSource::RootfsImage);
 
         let names: Vec<String> = ["x", "y"].iter().map(|s| s.to_string()).collect();
-        let e = bind_block_devices(&spec(r#"{"ociVersion":"1.0.2"}"#), &names, Path::new("/sys")).unwrap_err();
+        let e = bind_block_devices(
+            &spec(r#"{"ociVersion":"1.0.2"}"#),
+            &names,
+            Path::new("/sys"),
+        )
+        .unwrap_err();
         assert_eq!(e, MapError::UnboundBlock(names.clone()));
         assert!(e.to_string().contains("'x', 'y'"), "{e}");
 
-        let json = format!(r#"{{"ociVersion":"1.0.2","mounts":[{{"destination":"/x","source":"{}","type":"bind"}}]}}"#, dir.path().display());
+        let json = format!(
+            r#"{{"ociVersion":"1.0.2","mounts":[{{"destination":"/x","source":"{}","type":"bind"}}]}}"#,
+            dir.path().display()
+        );
         let e = bind_block_devices(&spec(&json), &names[..1], Path::new("/sys")).unwrap_err();
         assert!(e.to_string().contains("is a directory"), "{e}");
         let json = r#"{"ociVersion":"1.0.2","mounts":[{"destination":"/x","source":"/dev/null","type":"bind"}]}"#;

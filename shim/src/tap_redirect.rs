@@ -120,7 +120,11 @@ struct Candidate {
 /// The tap name for NIC `nic` of container `id`: at most 15 bytes, as IFNAMSIZ allows.
 pub fn tap_name(id: &str, nic: usize) -> String {
     let clean: String = id.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
-    let suffix = if nic == 0 { String::new() } else { format!("-{nic}") };
+    let suffix = if nic == 0 {
+        String::new()
+    } else {
+        format!("-{nic}")
+    };
     let room = 15 - TAP_PREFIX.len() - suffix.len();
     format!("{TAP_PREFIX}{}{suffix}", &clean[..clean.len().min(room)])
 }
@@ -148,9 +152,8 @@ where
             .build()
             .map_err(|e| NetError::Thread(e.to_string()))?;
         rt.block_on(async move {
-            let (conn, handle, _) = rtnetlink::new_connection().map_err(|e| {
-                NetError::Thread(format!("netlink socket: {e}"))
-            })?;
+            let (conn, handle, _) = rtnetlink::new_connection()
+                .map_err(|e| NetError::Thread(format!("netlink socket: {e}")))?;
             let task = tokio::spawn(conn);
             let r = f(handle).await;
             task.abort();
@@ -343,7 +346,11 @@ pub fn attach(netns: &Path, id: &str, nics: usize) -> Result<Vec<GuestNic>, NetE
             } else {
                 format!(
                     ": {}",
-                    cands.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+                    cands
+                        .iter()
+                        .map(|c| c.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )
             };
             return Err(NetError::NotEnoughInterfaces {
@@ -413,7 +420,12 @@ async fn attach_one(
         })?;
     handle
         .link()
-        .set(LinkUnspec::new_with_index(tap_index).mtu(c.mtu).up().build())
+        .set(
+            LinkUnspec::new_with_index(tap_index)
+                .mtu(c.mtu)
+                .up()
+                .build(),
+        )
         .execute()
         .await
         .map_err(nl(format!("set {name} up with MTU {}", c.mtu)))?;

@@ -3,6 +3,7 @@
 //! each carries its own bundle.
 
 use std::collections::HashMap;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -29,9 +30,11 @@ use tokio::sync::{watch, Mutex};
 use crate::cgroup::{self, ContainerCgroup};
 use crate::config::{Config, Source};
 use crate::container::{Container, Exit, State};
+use crate::devices;
 use crate::error::{ShimError, ShimResult};
 use crate::io::{Console, StdioPaths};
 use crate::rootfs;
+use crate::spec_map;
 use crate::tender::{Launch, Tender, TenderError};
 
 /// How long console output may take to drain after the tender exits.
@@ -146,7 +149,17 @@ impl TaskService {
         } else {
             bundle.join(root)
         };
-        let mem_mib = guest_memory_mib(&spec, config.default_memory_mib);
+        // The annotation wins; otherwise the memory limit decides (see guest_memory_mib).
+        let mem_mib = if spec
+            .annotations()
+            .as_ref()
+            .is_some_and(|a| a.contains_key(spec_map::MEMORY_ANNOTATION))
+        {
+            spec_map::guest_memory_mib(&spec, config.default_memory_mib)
+                .map_err(|e| ShimError::InvalidArgument(e.to_string()))?
+        } else {
+            guest_memory_mib(&spec, config.default_memory_mib)
+        };
         let cgroup_path = cgroup::path_for(
             spec.linux()
                 .as_ref()
@@ -213,10 +226,64 @@ impl TaskService {
                     }
                 };
             let arg0 = exe.arg0.clone();
+            // Devices: what the unikernel declares (the tender says, after its own checks),
+            // bound to what the spec gives; taps are made in the container's namespace.
+            let kernel = format!("/proc/{}/fd/{}", std::process::id(), exe.fd.as_raw_fd());
+            let declared = match Tender::describe(&config.tender(), &kernel, &arg0).await {
+                Ok(d) => d,
+                Err(e) => {
+                    undo_mount(&mounted);
+                    return Err(match e {
+                        TenderError::Refused(msg) => {
+                            ShimError::InvalidArgument(refusal(&arg0, &msg))
+                        }
+                        other => ShimError::Internal(other.to_string()),
+                    });
+                }
+            };
+            let bound = {
+                let (spec, id, bundle, rootfs) =
+                    (spec.clone(), id.clone(), bundle.clone(), rootfs_dir.clone());
+                tokio::task::spawn_blocking(move || {
+                    devices::plan(
+                        &spec,
+                        &id,
+                        &declared,
+                        &bundle,
+                        &rootfs,
+                        crate::tender::FIRST_DEVICE_FD,
+                    )
+                })
+                .await
+                .map_err(|e| ShimError::Internal(e.to_string()))?
+            };
+            let plan = match bound {
+                Ok(p) => p,
+                Err(e) => {
+                    devices::cleanup_bundle(&bundle, &id);
+                    undo_mount(&mounted);
+                    return Err(ShimError::InvalidArgument(e.to_string()));
+                }
+            };
+            if let Some(net) = &plan.net {
+                if let Err(e) = net.save(&bundle) {
+                    tracing::warn!(container = %id, "saving the network record: {e}");
+                }
+            }
+            let guest_args = match spec_map::substitute_args(&args[1.min(args.len())..], &plan.vars)
+            {
+                Ok(a) => a,
+                Err(e) => {
+                    devices::cleanup_bundle(&bundle, &id);
+                    undo_mount(&mounted);
+                    return Err(ShimError::InvalidArgument(e.to_string()));
+                }
+            };
             let (mut console, tender_stdio) =
                 match Console::open(&stdio, &id, &self.namespace).await {
                     Ok(c) => c,
                     Err(e) => {
+                        devices::cleanup_bundle(&bundle, &id);
                         undo_mount(&mounted);
                         return Err(ShimError::InvalidArgument(e.to_string()));
                     }
@@ -225,13 +292,16 @@ impl TaskService {
                 tender: config.tender(),
                 mem_mib,
                 exe,
-                guest_args: args.iter().skip(1).cloned().collect(),
+                guest_args,
+                device_args: plan.args,
+                device_fds: plan.fds,
                 stdio: tender_stdio,
             };
             match Tender::spawn(launch).await {
                 Ok((t, ready)) => (t, arg0, Some(ready), console),
                 Err(e) => {
                     console.abort();
+                    devices::cleanup_bundle(&bundle, &id);
                     undo_mount(&mounted);
                     return Err(match e {
                         TenderError::Refused(msg) => {
@@ -359,6 +429,7 @@ impl TaskService {
         let mut c = shared.lock().await;
         let bundle = c.bundle.clone();
         c.release();
+        devices::cleanup_bundle(&bundle, id);
         let pid = c.pid;
         drop(c);
         self.containers.lock().await.remove(id);
@@ -455,12 +526,7 @@ async fn record_exit(shared: &Shared, code: i32, tx: watch::Sender<Option<Exit>>
 
 /// The error shown when the tender refuses the unikernel, naming it as the image does.
 fn refusal(arg0: &str, message: &str) -> String {
-    let hint = if message.contains("evice") {
-        " (the shim does not attach devices yet: run unikernels that declare none)"
-    } else {
-        ""
-    };
-    format!("nabla-tender refused {arg0}: {message}{hint}")
+    format!("nabla-tender refused {arg0}: {message}")
 }
 
 /// Guest memory: the spec's memory limit minus the tender's headroom, else the default.
@@ -837,10 +903,5 @@ mod tests {
     fn refusals_name_the_unikernel() {
         let m = refusal("/app", "/app: Invalid or unsupported executable");
         assert!(m.starts_with("nabla-tender refused /app: "), "{m}");
-        let m = refusal(
-            "/app",
-            "Device 'storage' of type BLOCK_BASIC declared but not attached.",
-        );
-        assert!(m.contains("does not attach devices"), "{m}");
     }
 }

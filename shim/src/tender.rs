@@ -8,7 +8,7 @@
 
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -29,6 +29,8 @@ use crate::spawn::map_fds;
 
 /// The control socket's number in the tender.
 const CONTROL_FD: i32 = 3;
+/// Where device descriptors (taps) land in the tender: right after the control socket.
+pub const FIRST_DEVICE_FD: i32 = CONTROL_FD + 1;
 /// How long the tender may take to check and open everything.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -67,6 +69,10 @@ pub struct Launch {
     pub exe: Executable,
     /// Arguments for the guest (args\[1..\]).
     pub guest_args: Vec<String>,
+    /// Device options for the tender (`--block:...`, `--net:NAME=@FD`, ...).
+    pub device_args: Vec<String>,
+    /// Descriptors the device options name, given to the tender from [`FIRST_DEVICE_FD`] on.
+    pub device_fds: Vec<std::os::fd::OwnedFd>,
     /// The tender's stdout and stderr.
     pub stdio: TenderStdio,
 }
@@ -121,6 +127,7 @@ impl Tender {
         let mut cmd = Command::new(&launch.tender);
         cmd.arg(format!("--x-control-fd={CONTROL_FD}"))
             .arg(format!("--mem={}", launch.mem_mib))
+            .args(&launch.device_args)
             .arg("--")
             .arg(&kernel)
             .args(&launch.guest_args)
@@ -130,8 +137,12 @@ impl Tender {
             .stderr(Stdio::from(launch.stdio.stderr))
             // Its own process group, so `kill --all` reaches exactly the tender.
             .process_group(0);
-        let spawned = map_fds(&mut cmd, &[(&theirs, CONTROL_FD)])
-            .and_then(|keep| cmd.spawn().map(|child| (child, keep)));
+        let mut fd_map = vec![(&theirs, CONTROL_FD)];
+        for (i, fd) in launch.device_fds.iter().enumerate() {
+            fd_map.push((fd, FIRST_DEVICE_FD + i as i32));
+        }
+        let spawned =
+            map_fds(&mut cmd, &fd_map).and_then(|keep| cmd.spawn().map(|child| (child, keep)));
         drop(cmd);
         drop(theirs);
         let child = match spawned {
@@ -196,6 +207,65 @@ impl Tender {
                 Err(e)
             }
         }
+    }
+
+    /// Runs `nabla-tender --x-describe KERNEL`: every loader check, then the devices the
+    /// unikernel declares. Reaped through the crate's exit monitor, like every child.
+    pub async fn describe(
+        tender: &Path,
+        kernel: &str,
+        arg0: &str,
+    ) -> Result<Vec<(String, crate::devices::Kind)>, TenderError> {
+        let exits = monitor_subscribe(Topic::Pid)
+            .await
+            .map_err(|e| TenderError::Monitor(e.to_string()))?;
+        let spawned = Command::new(tender)
+            .arg("--x-describe")
+            .arg("--")
+            .arg(kernel)
+            .env_clear()
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn();
+        let mut child = match spawned {
+            Ok(c) => c,
+            Err(source) => {
+                let _ = monitor_unsubscribe(exits.id).await;
+                return Err(TenderError::Spawn {
+                    path: tender.to_path_buf(),
+                    source,
+                });
+            }
+        };
+        let pid = child.id();
+        let (mut out, mut err) = (child.stdout.take(), child.stderr.take());
+        // Dropping a std Child neither waits nor kills: the crate's reaper reaps it.
+        drop(child);
+        let read = tokio::task::spawn_blocking(move || {
+            use std::io::Read;
+            let (mut o, mut e) = (String::new(), String::new());
+            if let Some(s) = out.as_mut() {
+                let _ = s.read_to_string(&mut o);
+            }
+            if let Some(s) = err.as_mut() {
+                let _ = s.read_to_string(&mut e);
+            }
+            (o, e)
+        })
+        .await;
+        let status = Waiter { pid, sub: exits }.wait().await;
+        let (stdout, stderr) = read.map_err(|e| TenderError::Control(e.to_string()))?;
+        if status != 0 {
+            let msg = stderr
+                .lines()
+                .next()
+                .unwrap_or("exited without a message")
+                .trim_start_matches("nabla-tender: ")
+                .replace(kernel, arg0);
+            return Err(TenderError::Refused(msg));
+        }
+        Ok(crate::devices::parse_describe(&stdout))
     }
 
     /// Spawns `nabla-tender --x-pause`, the process that holds a Kubernetes pod in place of
