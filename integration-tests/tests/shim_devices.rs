@@ -1,0 +1,280 @@
+//! Devices through containerd: block devices bound to mounts, NICs joined to the interface of
+//! the container's network namespace (a veth into a "pod" namespace, as CNI makes), reached by
+//! ping and UDP from the other end, and everything undone on delete.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use nabla_integration_tests::containerd::{unique, PrivateContainerd};
+use nabla_integration_tests::netns::{udp_echo, NetNs};
+use nabla_integration_tests::oci_image::guest_image;
+use nabla_integration_tests::tender::LiveTender;
+
+const NABLA: &str = "io.containerd.nabla.v2";
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+struct Fixture {
+    c: PrivateContainerd,
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        Fixture {
+            c: PrivateContainerd::start(),
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn image(&self, name: &str) -> String {
+        let (r, tar) = guest_image(name, self.dir.path());
+        self.c.import(&tar);
+        r
+    }
+
+    /// `ctr run --rm --runtime nabla EXTRA... IMAGE ID ARGS...`
+    fn run(&self, extra: &[&str], image: &str, args: &[&str]) -> Output {
+        let id = unique("dev");
+        let mut v = vec!["run", "--rm", "--runtime", NABLA];
+        v.extend_from_slice(extra);
+        v.push(image);
+        v.push(&id);
+        v.extend_from_slice(args);
+        self.c.ctr(&v)
+    }
+
+    fn leftover_tasks(&self) -> String {
+        text(&self.c.ctr(&["task", "ls", "-q"]))
+    }
+}
+
+fn disk(dir: &Path, name: &str, len: u64) -> String {
+    let p = dir.join(name);
+    std::fs::File::create(&p).unwrap().set_len(len).unwrap();
+    p.display().to_string()
+}
+
+#[test]
+fn block_device_from_a_bind_mount() {
+    let f = Fixture::new();
+    let img = f.image("block");
+    let d = disk(f.dir.path(), "disk.img", 256 * 1024);
+    let rw = format!("type=bind,src={d},dst=/storage,options=rbind:rw");
+    let out = f.run(&["--mount", &rw], &img, &["/block", "write", "9"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("write ok blocks=512"), "{}", text(&out));
+    let out = f.run(&["--mount", &rw], &img, &["/block", "verify", "9"]);
+    assert!(
+        text(&out).contains("verify ok blocks=512"),
+        "{}",
+        text(&out)
+    );
+
+    // A read-only mount opens the file read-only: guest writes fail, the data stays.
+    let ro = format!("type=bind,src={d},dst=/storage,options=rbind:ro");
+    let out = f.run(&["--mount", &ro], &img, &["/block", "readonly"]);
+    assert!(
+        text(&out).contains("write refused errno=9"),
+        "{}",
+        text(&out)
+    );
+    let out = f.run(&["--mount", &ro], &img, &["/block", "verify", "9"]);
+    assert!(text(&out).contains("verify ok"), "{}", text(&out));
+    assert_eq!(f.leftover_tasks().trim(), "");
+}
+
+#[test]
+fn unbound_and_bad_block_sources_are_clear_create_errors() {
+    let f = Fixture::new();
+    let img = f.image("block");
+    let out = f.run(&[], &img, &["/block"]);
+    assert!(!out.status.success());
+    let t = text(&out);
+    assert!(
+        t.contains("declares block device(s) 'storage' with nothing bound to them")
+            && t.contains("dst=/NAME"),
+        "{t}"
+    );
+    let dir_src = format!(
+        "type=bind,src={},dst=/storage,options=rbind:rw",
+        f.dir.path().display()
+    );
+    let out = f.run(&["--mount", &dir_src], &img, &["/block"]);
+    assert!(
+        text(&out).contains("is a directory, not a regular file"),
+        "{}",
+        text(&out)
+    );
+    let chr = "type=bind,src=/dev/null,dst=/storage,options=rbind:rw";
+    let out = f.run(&["--mount", chr], &img, &["/block"]);
+    assert!(text(&out).contains("a character device"), "{}", text(&out));
+    // A misaligned image is the tender's message.
+    let odd = disk(f.dir.path(), "odd.img", 1000);
+    let m = format!("type=bind,src={odd},dst=/storage,options=rbind:rw");
+    let out = f.run(&["--mount", &m], &img, &["/block"]);
+    assert!(
+        text(&out).contains("Backing storage size must be block aligned"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(f.leftover_tasks().trim(), "");
+}
+
+/// A "pod" namespace whose eth0 is one end of a veth; the other end is in a "node" namespace.
+fn pod_network() -> (NetNs, NetNs) {
+    let node = NetNs::new("node");
+    let pod = NetNs::new("pod");
+    let ok = Command::new("ip")
+        .args([
+            "-n",
+            node.name(),
+            "link",
+            "add",
+            "veth0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+        ])
+        .args(["netns", pod.name()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    for (ns, dev, cidr) in [
+        (&node, "veth0", "10.66.0.1/24"),
+        (&pod, "eth0", "10.66.0.2/24"),
+    ] {
+        for args in [
+            vec!["-n", ns.name(), "addr", "add", cidr, "dev", dev],
+            vec!["-n", ns.name(), "link", "set", dev, "up"],
+        ] {
+            assert!(Command::new("ip").args(&args).status().unwrap().success());
+        }
+    }
+    let gw = [
+        "-n",
+        pod.name(),
+        "route",
+        "add",
+        "default",
+        "via",
+        "10.66.0.1",
+    ];
+    assert!(Command::new("ip").args(gw).status().unwrap().success());
+    (node, pod)
+}
+
+fn tc_qdiscs(ns: &NetNs) -> String {
+    let out = Command::new("tc")
+        .args(["-n", ns.name(), "qdisc", "show"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn guest_takes_over_the_pod_interface() {
+    let f = Fixture::new();
+    let img = f.image("net");
+    let (node, pod) = pod_network();
+    let id = unique("net");
+    let netns = format!("network:/run/netns/{}", pod.name());
+    let mut cmd = f.c.ctr_command();
+    cmd.args([
+        "run",
+        "--rm",
+        "--runtime",
+        NABLA,
+        "--with-ns",
+        &netns,
+        &img,
+        &id,
+    ])
+    .args(["/net", "$(NABLA_IPV4)"]);
+    let mut guest = LiveTender::spawn(cmd);
+    let ready = guest.wait_for("net ready service0", Duration::from_secs(20));
+    // Reach it at the pod's address from the node side.
+    let (_, rx, t) = node.ping(Ipv4Addr::new(10, 66, 0, 2), &["-c", "3", "-W", "2"]);
+    let reached = rx == 3;
+    let links = pod.links();
+    let qdiscs = tc_qdiscs(&pod);
+    let (tx, rx, flood) = node.ping(Ipv4Addr::new(10, 66, 0, 2), &["-f", "-c", "2000", "-q"]);
+    let sock = node.udp_socket();
+    let udp = udp_echo(
+        &sock,
+        SocketAddr::from(([10, 66, 0, 2], 7)),
+        b"through containerd",
+    );
+    let _ = f.c.ctr(&["task", "kill", "-s", "SIGKILL", &id]);
+    let status = guest.wait(Duration::from_secs(20));
+
+    assert!(reached, "the guest did not answer at the pod IP: {t}");
+    assert_eq!(status, 137, "ctr reports the SIGKILL");
+    // The guest took over eth0's MAC.
+    let eth0 = Command::new("ip")
+        .args(["-n", pod.name(), "-o", "link", "show", "eth0"])
+        .output()
+        .unwrap();
+    let eth0 = String::from_utf8_lossy(&eth0.stdout).into_owned();
+    let mac = ready
+        .split("mac=")
+        .nth(1)
+        .and_then(|m| m.split(' ').next())
+        .unwrap_or("?");
+    assert!(eth0.contains(mac), "guest MAC {mac} is eth0's: {eth0}");
+    assert!(ready.contains("mtu=1500"), "{ready}");
+    assert!(
+        links.iter().any(|l| l.starts_with("nbl")),
+        "a tap in the pod netns: {links:?}"
+    );
+    assert!(qdiscs.contains("ingress"), "{qdiscs}");
+    assert_eq!((tx, rx), (2000, 2000), "{flood}");
+    assert!(udp.unwrap(), "UDP echo at the pod IP");
+
+    // ctr run --rm deleted the container: no tap, no qdisc left in the pod namespace.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline && pod.links().iter().any(|l| l.starts_with("nbl")) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        !pod.links().iter().any(|l| l.starts_with("nbl")),
+        "{:?}",
+        pod.links()
+    );
+    assert!(!tc_qdiscs(&pod).contains("ingress"), "{}", tc_qdiscs(&pod));
+    // The pod interface works for the kernel again.
+    let (_, rx, t) = node.ping(Ipv4Addr::new(10, 66, 0, 2), &["-c", "1", "-W", "2"]);
+    assert_eq!(rx, 1, "{t}");
+}
+
+#[test]
+fn a_nic_needs_a_network_namespace_with_an_interface() {
+    let f = Fixture::new();
+    let img = f.image("net");
+    // No --with-ns: ctr asks for a new, empty namespace, which has no path to join.
+    let out = f.run(&[], &img, &["/net", "$(NABLA_IPV4)"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("network namespace"), "{}", text(&out));
+    // A namespace with only loopback.
+    let empty = NetNs::new("empty");
+    let ns = format!("network:/run/netns/{}", empty.name());
+    let out = f.run(&["--with-ns", &ns], &img, &["/net", "$(NABLA_IPV4)"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("has 0 usable interface(s)"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(f.leftover_tasks().trim(), "");
+}
