@@ -5,8 +5,8 @@
 //!
 //! Needs root, `make guests`, the release binaries (`nabla-tender`,
 //! `containerd-shim-nabla-v2`) and containerd 2.x (`scripts/install-deps.sh`, or
-//! `NABLA_CONTAINERD_BIN=DIR` holding `containerd` and `ctr`). Without them each test says
-//! why and passes without running.
+//! `NABLA_CONTAINERD_BIN=DIR` holding `containerd` and `ctr`). Without them each test fails
+//! saying what is missing.
 
 use std::fs;
 use std::io::Write;
@@ -49,11 +49,12 @@ fn missing() -> Option<String> {
     None
 }
 
+/// Fails the test, saying what to do, when its environment is missing: these tests never
+/// pass without running.
 macro_rules! require_env {
     () => {
         if let Some(why) = missing() {
-            eprintln!("skipped: {why}");
-            return;
+            panic!("cannot run: {why}");
         }
     };
 }
