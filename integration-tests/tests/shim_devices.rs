@@ -278,3 +278,141 @@ fn a_nic_needs_a_network_namespace_with_an_interface() {
     );
     assert_eq!(f.leftover_tasks().trim(), "");
 }
+
+fn status_field(pid: &str, key: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string()))
+        .unwrap_or_default()
+}
+
+#[test]
+fn user_memory_and_arguments_from_the_spec() {
+    let f = Fixture::new();
+    let clock = f.image("clock");
+    let id = unique("user");
+    let out = f.c.ctr(&[
+        "run",
+        "-d",
+        "--runtime",
+        NABLA,
+        "--user",
+        "1000:1000",
+        &clock,
+        &id,
+        "/clock",
+        "tick",
+        "1000",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let ls = text(&f.c.ctr(&["task", "ls"]));
+    let pid = ls
+        .lines()
+        .find(|l| l.starts_with(&id))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or_default()
+        .to_string();
+    // Wait for the guest to run (the filter is in place by then).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline && status_field(&pid, "Seccomp:") != "2" {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (uid, caps, nnp) = (
+        status_field(&pid, "Uid:"),
+        status_field(&pid, "CapEff:"),
+        status_field(&pid, "NoNewPrivs:"),
+    );
+    let _ = f.c.ctr(&["task", "kill", "-s", "SIGKILL", &id]);
+    for _ in 0..100 {
+        if f.c.ctr(&["task", "delete", &id]).status.success() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = f.c.ctr(&["container", "delete", &id]);
+    assert_eq!(
+        uid.split_whitespace().next(),
+        Some("1000"),
+        "tender {pid} uid: {uid}"
+    );
+    assert_eq!(caps, "0000000000000000", "no capabilities");
+    assert_eq!(nnp, "1");
+
+    // Memory: from the limit (minus the tender's share), or from the annotation.
+    let meminfo = f.image("meminfo");
+    let out = f.run(
+        &["--memory-limit", &(128u64 << 20).to_string()],
+        &meminfo,
+        &["/meminfo"],
+    );
+    assert!(
+        text(&out).contains(&format!("mem_size={}", 112u64 << 20)),
+        "{}",
+        text(&out)
+    );
+    let out = f.run(
+        &["--annotation", "nabla.io/memory=64"],
+        &meminfo,
+        &["/meminfo"],
+    );
+    assert!(
+        text(&out).contains(&format!("mem_size={}", 64u64 << 20)),
+        "{}",
+        text(&out)
+    );
+    let out = f.run(
+        &["--annotation", "nabla.io/memory=lots"],
+        &meminfo,
+        &["/meminfo"],
+    );
+    assert!(text(&out).contains("nabla.io/memory"), "{}", text(&out));
+
+    // Arguments: the container id is substituted, $$( escapes.
+    let hello = f.image("hello");
+    let out = f.run(
+        &[],
+        &hello,
+        &["/hello", "id=$(NABLA_CONTAINER_ID)", "$$(NABLA_IP)"],
+    );
+    let t = text(&out);
+    assert!(
+        t.contains("Command line is: 'id=dev-") && t.contains(" $(NABLA_IP)'"),
+        "{t}"
+    );
+    let long = "x".repeat(9000);
+    let out = f.run(&[], &hello, &["/hello", &long]);
+    assert!(
+        text(&out).contains("Solo5 allows at most 8191"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(f.leftover_tasks().trim(), "");
+}
+
+#[test]
+fn rootfs_as_a_block_device() {
+    let f = Fixture::new();
+    let img = f.image("block");
+    let out = f.run(
+        &["--annotation", "nabla.io/rootfs-block=storage"],
+        &img,
+        &["/block", "readonly"],
+    );
+    // The tar image of the rootfs: readable, not writable.
+    assert!(
+        text(&out).contains("write refused errno=9"),
+        "{}",
+        text(&out)
+    );
+    let out = f.run(
+        &["--annotation", "nabla.io/rootfs-block=nosuch"],
+        &img,
+        &["/block"],
+    );
+    assert!(
+        text(&out).contains("declares no block device of that name"),
+        "{}",
+        text(&out)
+    );
+}

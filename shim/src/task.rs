@@ -293,7 +293,18 @@ impl TaskService {
                 mem_mib,
                 exe,
                 guest_args,
-                device_args: plan.args,
+                device_args: {
+                    // The container's user: the tender takes it on once its devices are open.
+                    let u = process.user();
+                    let groups = u
+                        .additional_gids()
+                        .as_ref()
+                        .map(|g| g.iter().map(u32::to_string).collect::<Vec<_>>().join(","))
+                        .unwrap_or_default();
+                    let mut a = vec![format!("--x-user={}:{}:{groups}", u.uid(), u.gid())];
+                    a.extend(plan.args);
+                    a
+                },
                 device_fds: plan.fds,
                 stdio: tender_stdio,
             };

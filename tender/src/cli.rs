@@ -27,6 +27,7 @@ Compiled-in module options:
 Extensions:
     [ --x-exec-heap ] (make the heap executable. WARNING: dangerous)
     [ --x-control-fd=N ] (report readiness on control socket N and wait for the start command)
+    [ --x-user=UID:GID[:GID,...] ] (after opening devices, run as this user with no capabilities)
     [ --x-describe ] (check KERNEL, list the devices its manifest declares, exit 0)
     [ --x-pause ] (alone: hold a pod sandbox, sleeping under a pause/exit_group filter)";
 

@@ -12,6 +12,7 @@
 pub mod boot_info;
 pub mod cli;
 pub mod control;
+pub mod credentials;
 pub mod devices;
 pub mod elf;
 pub mod events;

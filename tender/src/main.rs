@@ -85,6 +85,12 @@ fn run() {
         Ok(p) => p,
         Err(e) => fail(&e.to_string(), e.wants_usage(), control.as_ref()),
     };
+    // Every device is open: become the container's user, with no capabilities left.
+    if let Some(user) = &prepared.user {
+        if let Err(e) = user.assume() {
+            fail(&e.to_string(), false, control.as_ref());
+        }
+    }
     if let Some(c) = &control {
         if let Err(e) = c.ready_then_wait(prepared.ready_report()) {
             fail(&e.to_string(), false, None);

@@ -11,6 +11,7 @@ use seccompiler::BpfProgram;
 
 use crate::boot_info::{join_cmdline, BootInfo, CmdlineTooLong};
 use crate::cli::{parse_mem_mib, Invocation};
+use crate::credentials::{CredentialsError, User};
 use crate::devices::block::BlockModule;
 use crate::devices::net::{format_mac, NetModule};
 use crate::devices::{Attached, DeviceError, DeviceModule};
@@ -103,6 +104,9 @@ pub enum TenderError {
     /// The filter could not be built.
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    /// `--x-user`.
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
     /// Fd cleanup or seccomp availability.
     #[error(transparent)]
     Launch(#[from] LaunchError),
@@ -122,6 +126,8 @@ impl TenderError {
 
 /// A guest ready to run: loaded, devices attached, boot info written, filter compiled.
 pub struct Prepared {
+    /// The identity to take on before the filter (`--x-user`).
+    pub user: Option<User>,
     /// Entry point and kernel end.
     pub loaded: Loaded,
     /// Guest memory (never unmapped).
@@ -215,6 +221,7 @@ pub fn prepare(inv: &Invocation, keep_fds: &[RawFd]) -> Result<Prepared, TenderE
     // Second pass over the options: core options, then each module in turn.
     let mut mem_mib = DEFAULT_MEM_MIB;
     let mut exec_heap = false;
+    let mut user = None;
     let mut block = BlockModule::default();
     let mut net = NetModule::default();
     for opt in &inv.options {
@@ -222,6 +229,8 @@ pub fn prepare(inv: &Invocation, keep_fds: &[RawFd]) -> Result<Prepared, TenderE
             mem_mib = parse_mem_mib(v).ok_or_else(|| TenderError::MalformedMem(v.to_string()))?;
         } else if opt == "--x-exec-heap" {
             exec_heap = true;
+        } else if let Some(v) = opt.strip_prefix("--x-user=") {
+            user = Some(User::parse(v)?);
         } else if !net.parse_option(opt, &manifest)? && !block.parse_option(opt, &manifest)? {
             return Err(TenderError::InvalidOption(opt.clone()));
         }
@@ -267,6 +276,7 @@ pub fn prepare(inv: &Invocation, keep_fds: &[RawFd]) -> Result<Prepared, TenderE
         guest_fds.extend(m.guest_fds());
     }
     Ok(Prepared {
+        user,
         loaded,
         mem,
         boot_info,
