@@ -323,6 +323,13 @@ fn user_memory_and_arguments_from_the_spec() {
         status_field(&pid, "CapEff:"),
         status_field(&pid, "NoNewPrivs:"),
     );
+    // ctr's default spec asks for new network, IPC, UTS and mount namespaces: the tender is
+    // not in the host's.
+    let ns = |p: &str, t: &str| std::fs::read_link(format!("/proc/{p}/ns/{t}")).ok();
+    let separate: Vec<bool> = ["net", "ipc", "uts", "mnt"]
+        .iter()
+        .map(|t| ns(&pid, t).is_some() && ns(&pid, t) != ns("self", t))
+        .collect();
     let _ = f.c.ctr(&["task", "kill", "-s", "SIGKILL", &id]);
     for _ in 0..100 {
         if f.c.ctr(&["task", "delete", &id]).status.success() {
@@ -338,6 +345,10 @@ fn user_memory_and_arguments_from_the_spec() {
     );
     assert_eq!(caps, "0000000000000000", "no capabilities");
     assert_eq!(nnp, "1");
+    assert_eq!(
+        separate, [true; 4],
+        "net, ipc, uts, mnt namespaces of the tender"
+    );
 
     // Memory: from the limit (minus the tender's share), or from the annotation.
     let meminfo = f.image("meminfo");

@@ -8,6 +8,7 @@ mod devices;
 mod error;
 mod io;
 mod logging;
+mod namespaces;
 mod rootfs;
 mod shim;
 mod spawn;

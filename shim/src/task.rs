@@ -279,6 +279,14 @@ impl TaskService {
                     return Err(ShimError::InvalidArgument(e.to_string()));
                 }
             };
+            let ns_plan = match crate::namespaces::plan(&spec) {
+                Ok(p) => p,
+                Err(e) => {
+                    devices::cleanup_bundle(&bundle, &id);
+                    undo_mount(&mounted);
+                    return Err(ShimError::InvalidArgument(e.to_string()));
+                }
+            };
             let (mut console, tender_stdio) =
                 match Console::open(&stdio, &id, &self.namespace).await {
                     Ok(c) => c,
@@ -306,6 +314,7 @@ impl TaskService {
                     a
                 },
                 device_fds: plan.fds,
+                namespaces: ns_plan,
                 stdio: tender_stdio,
             };
             match Tender::spawn(launch).await {

@@ -73,6 +73,8 @@ pub struct Launch {
     pub device_args: Vec<String>,
     /// Descriptors the device options name, given to the tender from [`FIRST_DEVICE_FD`] on.
     pub device_fds: Vec<std::os::fd::OwnedFd>,
+    /// The namespaces the spec asks for.
+    pub namespaces: crate::namespaces::Plan,
     /// The tender's stdout and stderr.
     pub stdio: TenderStdio,
 }
@@ -137,6 +139,7 @@ impl Tender {
             .stderr(Stdio::from(launch.stdio.stderr))
             // Its own process group, so `kill --all` reaches exactly the tender.
             .process_group(0);
+        launch.namespaces.apply(&mut cmd);
         let mut fd_map = vec![(&theirs, CONTROL_FD)];
         for (i, fd) in launch.device_fds.iter().enumerate() {
             fd_map.push((fd, FIRST_DEVICE_FD + i as i32));

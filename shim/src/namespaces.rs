@@ -1,0 +1,94 @@
+//! The namespaces the spec asks for, for the tender: a namespace entry with a path is joined,
+//! one without is created new (network, IPC, UTS, mount). The tender needs none of them (its
+//! taps arrive as descriptors), but a container that asks for isolation must not sit in the
+//! host's namespaces, where tools that configure "the container's" namespace through its pid
+//! (`ctr run --cni`, CNI hooks) would change the host's.
+//!
+//! The pid namespace is not set up: a new one would need the tender to be forked as its
+//! init; the tender's filter forbids every process-related system call anyway.
+
+use std::fs::File;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+/// Errors preparing namespaces.
+#[derive(Debug, thiserror::Error)]
+#[error("namespace {path}: {source}")]
+pub struct NamespaceError {
+    path: String,
+    source: std::io::Error,
+}
+
+/// What the tender's child side does before exec.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// Namespaces to join: (fd, CLONE_NEW* flag).
+    join: Vec<(OwnedFd, libc::c_int)>,
+    /// CLONE_NEW* flags to create.
+    new: libc::c_int,
+}
+
+fn flag(t: LinuxNamespaceType) -> Option<libc::c_int> {
+    Some(match t {
+        LinuxNamespaceType::Network => libc::CLONE_NEWNET,
+        LinuxNamespaceType::Ipc => libc::CLONE_NEWIPC,
+        LinuxNamespaceType::Uts => libc::CLONE_NEWUTS,
+        LinuxNamespaceType::Mount => libc::CLONE_NEWNS,
+        _ => return None,
+    })
+}
+
+/// Reads the spec's namespaces and opens the ones to join.
+pub fn plan(spec: &Spec) -> Result<Plan, NamespaceError> {
+    let mut p = Plan::default();
+    let entries = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().clone())
+        .unwrap_or_default();
+    for ns in entries {
+        let Some(f) = flag(ns.typ()) else { continue };
+        match ns.path() {
+            Some(path) => {
+                let file = File::open(path).map_err(|source| NamespaceError {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                p.join.push((file.into(), f));
+            }
+            None => p.new |= f,
+        }
+    }
+    Ok(p)
+}
+
+impl Plan {
+    /// Arranges for `cmd`'s child to join and create the namespaces before exec. The plan
+    /// must live until the command is spawned.
+    pub fn apply(&self, cmd: &mut Command) {
+        let join: Vec<(i32, libc::c_int)> = self
+            .join
+            .iter()
+            .map(|(fd, f)| (fd.as_raw_fd(), *f))
+            .collect();
+        let new = self.new;
+        // SAFETY: the closure runs in the forked child before exec and only calls setns and
+        // unshare, which are async-signal-safe; it allocates nothing.
+        unsafe {
+            cmd.pre_exec(move || {
+                for (fd, f) in &join {
+                    if libc::setns(*fd, *f) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                if new != 0 && libc::unshare(new) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+}
