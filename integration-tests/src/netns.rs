@@ -58,6 +58,26 @@ impl NetNs {
         ip(&["-n", &self.name, "link", "set", tap, "up"]);
     }
 
+    /// Connects this namespace to `peer` with a veth pair: `local` here with `local_cidr`,
+    /// `remote` there with `remote_cidr`, both up (what a CNI bridge plugin gives a pod).
+    pub fn veth_to(
+        &self,
+        local: &str,
+        local_cidr: &str,
+        peer: &NetNs,
+        remote: &str,
+        remote_cidr: &str,
+    ) {
+        ip(&[
+            "-n", &self.name, "link", "add", local, "type", "veth", "peer", "name", remote,
+            "netns", &peer.name,
+        ]);
+        for (ns, dev, cidr) in [(self, local, local_cidr), (peer, remote, remote_cidr)] {
+            ip(&["-n", &ns.name, "addr", "add", cidr, "dev", dev]);
+            ip(&["-n", &ns.name, "link", "set", dev, "up"]);
+        }
+    }
+
     /// Sets the MTU of `dev`.
     pub fn set_mtu(&self, dev: &str, mtu: u32) {
         ip(&[

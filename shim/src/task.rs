@@ -39,8 +39,6 @@ use crate::tender::{Launch, Tender, TenderError};
 
 /// How long console output may take to drain after the tender exits.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-/// Memory left to the tender itself when the guest size comes from a memory limit.
-const TENDER_HEADROOM_MIB: u64 = 16;
 /// The CRI annotation telling a pod's sandbox container from its workload containers.
 const CONTAINER_TYPE_ANNOTATION: &str = "io.kubernetes.cri.container-type";
 /// Exit status of a tender killed by its seccomp filter (128 + SIGSYS).
@@ -149,17 +147,8 @@ impl TaskService {
         } else {
             bundle.join(root)
         };
-        // The annotation wins; otherwise the memory limit decides (see guest_memory_mib).
-        let mem_mib = if spec
-            .annotations()
-            .as_ref()
-            .is_some_and(|a| a.contains_key(spec_map::MEMORY_ANNOTATION))
-        {
-            spec_map::guest_memory_mib(&spec, config.default_memory_mib)
-                .map_err(|e| ShimError::InvalidArgument(e.to_string()))?
-        } else {
-            guest_memory_mib(&spec, config.default_memory_mib)
-        };
+        let mem_mib = spec_map::guest_memory_mib(&spec, config.default_memory_mib)
+            .map_err(|e| ShimError::InvalidArgument(e.to_string()))?;
         let cgroup_path = cgroup::path_for(
             spec.linux()
                 .as_ref()
@@ -549,23 +538,6 @@ fn refusal(arg0: &str, message: &str) -> String {
     format!("nabla-tender refused {arg0}: {message}")
 }
 
-/// Guest memory: the spec's memory limit minus the tender's headroom, else the default.
-fn guest_memory_mib(spec: &Spec, default: u64) -> u64 {
-    let limit = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.resources().as_ref())
-        .and_then(|r| r.memory().as_ref())
-        .and_then(|m| m.limit())
-        .filter(|l| *l > 0)
-        .map(|l| l as u64 / (1024 * 1024));
-    match limit {
-        Some(l) if l > 2 * TENDER_HEADROOM_MIB => (l - TENDER_HEADROOM_MIB).min(default.max(1)),
-        Some(l) => (l / 2).max(1).min(default.max(1)),
-        None => default,
-    }
-}
-
 fn unsupported(what: &str) -> ttrpc::Error {
     ShimError::Unimplemented(format!(
         "{what} is not supported for unikernels: a nabla container runs one Solo5 unikernel, \
@@ -894,30 +866,6 @@ impl Task for TaskService {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn spec_with_limit(limit: Option<i64>) -> Spec {
-        let mut json = serde_json::json!({
-            "ociVersion": "1.0.2",
-            "process": {"args": ["/x"], "cwd": "/", "user": {"uid": 0, "gid": 0}}
-        });
-        if let Some(l) = limit {
-            json["linux"] = serde_json::json!({"resources": {"memory": {"limit": l}}});
-        }
-        serde_json::from_value(json).unwrap()
-    }
-
-    #[test]
-    fn guest_memory_follows_the_limit() {
-        const MIB: i64 = 1024 * 1024;
-        assert_eq!(guest_memory_mib(&spec_with_limit(None), 512), 512);
-        assert_eq!(guest_memory_mib(&spec_with_limit(Some(64 * MIB)), 512), 48);
-        assert_eq!(
-            guest_memory_mib(&spec_with_limit(Some(2048 * MIB)), 512),
-            512
-        );
-        assert_eq!(guest_memory_mib(&spec_with_limit(Some(20 * MIB)), 512), 10);
-        assert_eq!(guest_memory_mib(&spec_with_limit(Some(-1)), 64), 64);
-    }
 
     #[test]
     fn refusals_name_the_unikernel() {

@@ -414,40 +414,7 @@ fn bench_network(reps: usize) -> Vec<Row> {
     let ns = NetNs::new("bench");
     ns.add_tap("tap0", Some("10.77.0.1/24"));
     let peer = NetNs::new("peer");
-    let ok = Command::new("ip")
-        .args([
-            "-n",
-            ns.name(),
-            "link",
-            "add",
-            "veth0",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "veth1",
-            "netns",
-            peer.name(),
-        ])
-        .status()
-        .expect("ip link add")
-        .success();
-    assert!(ok, "veth pair");
-    for (n, dev, cidr) in [
-        (&ns, "veth0", "10.88.0.1/24"),
-        (&peer, "veth1", "10.88.0.2/24"),
-    ] {
-        let st = Command::new("ip")
-            .args(["-n", n.name(), "addr", "add", cidr, "dev", dev])
-            .status()
-            .unwrap();
-        assert!(st.success());
-        let st = Command::new("ip")
-            .args(["-n", n.name(), "link", "set", dev, "up"])
-            .status()
-            .unwrap();
-        assert!(st.success());
-    }
+    ns.veth_to("veth0", "10.88.0.1/24", &peer, "veth1", "10.88.0.2/24");
     let mut echo = LiveTender::spawn({
         let mut c = peer.command(native::udp_echo_binary());
         c.arg("7");
