@@ -133,35 +133,7 @@ fn unbound_and_bad_block_sources_are_clear_create_errors() {
 fn pod_network() -> (NetNs, NetNs) {
     let node = NetNs::new("node");
     let pod = NetNs::new("pod");
-    let ok = Command::new("ip")
-        .args([
-            "-n",
-            node.name(),
-            "link",
-            "add",
-            "veth0",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-        ])
-        .args(["netns", pod.name()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
-    for (ns, dev, cidr) in [
-        (&node, "veth0", "10.66.0.1/24"),
-        (&pod, "eth0", "10.66.0.2/24"),
-    ] {
-        for args in [
-            vec!["-n", ns.name(), "addr", "add", cidr, "dev", dev],
-            vec!["-n", ns.name(), "link", "set", dev, "up"],
-        ] {
-            assert!(Command::new("ip").args(&args).status().unwrap().success());
-        }
-    }
+    node.veth_to("veth0", "10.66.0.1/24", &pod, "eth0", "10.66.0.2/24");
     let gw = [
         "-n",
         pod.name(),
