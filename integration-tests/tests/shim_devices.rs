@@ -399,3 +399,99 @@ fn rootfs_as_a_block_device() {
         text(&out)
     );
 }
+
+/// A spec (from `ctr oci spec`) running `args` from a rootfs directory, with `hooks`.
+fn spec_with_hooks(f: &Fixture, rootfs: &Path, args: &[&str], hooks: serde_json::Value) -> String {
+    let out = f.c.ctr(&["oci", "spec"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let mut spec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    spec["process"]["args"] = serde_json::json!(args);
+    spec["root"] = serde_json::json!({"path": rootfs, "readonly": true});
+    spec["hooks"] = hooks;
+    let p = f.dir.path().join(format!("{}.json", unique("spec")));
+    std::fs::write(&p, serde_json::to_vec(&spec).unwrap()).unwrap();
+    p.display().to_string()
+}
+
+#[test]
+fn oci_hooks_run_with_the_state_on_stdin() {
+    let f = Fixture::new();
+    let rootfs = f.dir.path().join("rootfs");
+    std::fs::create_dir_all(&rootfs).unwrap();
+    std::fs::copy(
+        nabla_integration_tests::tender::guest("hello"),
+        rootfs.join("hello"),
+    )
+    .unwrap();
+    let d = f.dir.path().display().to_string();
+    let record = |stage: &str| serde_json::json!([{"path": "/bin/sh", "args": ["sh", "-c", format!("cat > {d}/{stage}.json")]}]);
+    let hooks = serde_json::json!({
+        "createRuntime": record("createRuntime"),
+        "createContainer": record("createContainer"),
+        "poststart": record("poststart"),
+        "poststop": record("poststop"),
+    });
+    let spec = spec_with_hooks(&f, &rootfs, &["/hello", "hooked"], hooks);
+    let id = unique("hooks");
+    let out =
+        f.c.ctr(&["run", "--rm", "--runtime", NABLA, "--config", &spec, &id]);
+    assert!(
+        text(&out).contains("Command line is: 'hooked'"),
+        "{}",
+        text(&out)
+    );
+    for (stage, status) in [
+        ("createRuntime", "created"),
+        ("createContainer", "created"),
+        ("poststart", "running"),
+        ("poststop", "stopped"),
+    ] {
+        let state: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(f.dir.path().join(format!("{stage}.json"))).unwrap(),
+        )
+        .unwrap_or_else(|e| panic!("{stage} hook got no state: {e}"));
+        assert_eq!(state["id"], id.as_str(), "{stage}: {state}");
+        assert_eq!(state["status"], status, "{stage}: {state}");
+        assert!(state["pid"].as_u64().unwrap_or(0) > 0, "{stage}: {state}");
+    }
+
+    // A failing createRuntime hook fails Create with its message; a slow one times out.
+    let failing = serde_json::json!({"createRuntime": [
+        {"path": "/bin/sh", "args": ["sh", "-c", "echo no network for you >&2; exit 3"]}]});
+    let spec = spec_with_hooks(&f, &rootfs, &["/hello"], failing);
+    let out = f.c.ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        NABLA,
+        "--config",
+        &spec,
+        &unique("hookfail"),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("createRuntime hook /bin/sh failed with status 3: no network for you"),
+        "{}",
+        text(&out)
+    );
+    let slow = serde_json::json!({"createRuntime": [
+        {"path": "/bin/sh", "args": ["sh", "-c", "sleep 30"], "timeout": 1}]});
+    let spec = spec_with_hooks(&f, &rootfs, &["/hello"], slow);
+    let started = Instant::now();
+    let out = f.c.ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        NABLA,
+        "--config",
+        &spec,
+        &unique("hookslow"),
+    ]);
+    assert!(
+        text(&out).contains("did not finish within 1 s"),
+        "{}",
+        text(&out)
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_eq!(f.leftover_tasks().trim(), "");
+}

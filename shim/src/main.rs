@@ -2,10 +2,12 @@
 //! Solo5 spt unikernels from OCI images through `nabla-tender`.
 
 mod cgroup;
+mod child;
 mod config;
 mod container;
 mod devices;
 mod error;
+mod hooks;
 mod io;
 mod logging;
 mod namespaces;

@@ -32,6 +32,7 @@ use crate::config::{Config, Source};
 use crate::container::{Container, Exit, State};
 use crate::devices;
 use crate::error::{ShimError, ShimResult};
+use crate::hooks::{self, Stage};
 use crate::io::{Console, StdioPaths};
 use crate::rootfs;
 use crate::spec_map;
@@ -130,6 +131,7 @@ impl TaskService {
                 crate::io::IoError::Terminal.to_string(),
             ));
         }
+        crate::hooks::check(&spec).map_err(|e| ShimError::InvalidArgument(e.to_string()))?;
         let args = process.args().clone().unwrap_or_default();
         let path_env = process.env().as_ref().and_then(|env| {
             env.iter()
@@ -342,6 +344,23 @@ impl TaskService {
                 return Err(ShimError::Internal(e.to_string()));
             }
         };
+        // Hooks of the create stages see the tender, ready and waiting (nerdctl's
+        // createRuntime hook configures networking this way).
+        let state = hooks::state_json(&spec, &id, "created", pid, &bundle);
+        for stage in [
+            Stage::CreateRuntime,
+            Stage::CreateContainer,
+            Stage::Prestart,
+        ] {
+            if let Err(e) = hooks::run(&spec, stage, &state).await {
+                tender.kill_and_reap().await;
+                console.abort();
+                let _ = cgroup.remove();
+                devices::cleanup_bundle(&bundle, &id);
+                undo_mount(&mounted);
+                return Err(ShimError::FailedPrecondition(e.to_string()));
+            }
+        }
         if let Err(e) = std::fs::write(bundle.join(crate::shim::STATE_FILE), pid.to_string()) {
             tracing::warn!(container = %id, "write {}: {e}", crate::shim::STATE_FILE);
         }
@@ -415,6 +434,34 @@ impl TaskService {
         Ok(pid)
     }
 
+    /// Runs `poststart`/`poststop` hooks of container `id`; their failures are logged only,
+    /// as runc does.
+    async fn run_late_hooks(&self, id: &str, stage: Stage, status: &str, pid: u32) {
+        let bundle = match self.get(id).await {
+            Ok(c) => c.lock().await.bundle.clone(),
+            Err(_) => return,
+        };
+        self.run_late_hooks_in(&bundle, id, stage, status, pid)
+            .await;
+    }
+
+    async fn run_late_hooks_in(
+        &self,
+        bundle: &Path,
+        id: &str,
+        stage: Stage,
+        status: &str,
+        pid: u32,
+    ) {
+        let Ok(spec) = Spec::load(bundle.join("config.json")) else {
+            return;
+        };
+        let state = hooks::state_json(&spec, id, status, pid, bundle);
+        if let Err(e) = hooks::run(&spec, stage, &state).await {
+            tracing::warn!(container = %id, "{e}");
+        }
+    }
+
     async fn do_delete(&self, id: &str) -> ShimResult<api::DeleteResponse> {
         let shared = self.get(id).await?;
         let mut exited = {
@@ -441,6 +488,8 @@ impl TaskService {
         devices::cleanup_bundle(&bundle, id);
         let pid = c.pid;
         drop(c);
+        self.run_late_hooks_in(&bundle, id, Stage::Poststop, "stopped", pid)
+            .await;
         self.containers.lock().await.remove(id);
         remove_leftovers(&bundle);
         self.events
@@ -608,6 +657,8 @@ impl Task for TaskService {
                     ..Default::default()
                 }),
             )
+            .await;
+        self.run_late_hooks(&req.id, Stage::Poststart, "running", pid)
             .await;
         Ok(api::StartResponse {
             pid,

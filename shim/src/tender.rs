@@ -219,48 +219,17 @@ impl Tender {
         kernel: &str,
         arg0: &str,
     ) -> Result<Vec<(String, crate::devices::Kind)>, TenderError> {
-        let exits = monitor_subscribe(Topic::Pid)
+        let mut cmd = Command::new(tender);
+        cmd.arg("--x-describe").arg("--").arg(kernel).env_clear();
+        let done = crate::child::run(cmd, Vec::new(), Some(READY_TIMEOUT))
             .await
-            .map_err(|e| TenderError::Monitor(e.to_string()))?;
-        let spawned = Command::new(tender)
-            .arg("--x-describe")
-            .arg("--")
-            .arg(kernel)
-            .env_clear()
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn();
-        let mut child = match spawned {
-            Ok(c) => c,
-            Err(source) => {
-                let _ = monitor_unsubscribe(exits.id).await;
-                return Err(TenderError::Spawn {
-                    path: tender.to_path_buf(),
-                    source,
-                });
-            }
-        };
-        let pid = child.id();
-        let (mut out, mut err) = (child.stdout.take(), child.stderr.take());
-        // Dropping a std Child neither waits nor kills: the crate's reaper reaps it.
-        drop(child);
-        let read = tokio::task::spawn_blocking(move || {
-            use std::io::Read;
-            let (mut o, mut e) = (String::new(), String::new());
-            if let Some(s) = out.as_mut() {
-                let _ = s.read_to_string(&mut o);
-            }
-            if let Some(s) = err.as_mut() {
-                let _ = s.read_to_string(&mut e);
-            }
-            (o, e)
-        })
-        .await;
-        let status = Waiter { pid, sub: exits }.wait().await;
-        let (stdout, stderr) = read.map_err(|e| TenderError::Control(e.to_string()))?;
-        if status != 0 {
-            let msg = stderr
+            .map_err(|source| TenderError::Spawn {
+                path: tender.to_path_buf(),
+                source,
+            })?;
+        if done.status != 0 {
+            let msg = done
+                .stderr
                 .lines()
                 .next()
                 .unwrap_or("exited without a message")
@@ -268,7 +237,7 @@ impl Tender {
                 .replace(kernel, arg0);
             return Err(TenderError::Refused(msg));
         }
-        Ok(crate::devices::parse_describe(&stdout))
+        Ok(crate::devices::parse_describe(&done.stdout))
     }
 
     /// Spawns `nabla-tender --x-pause`, the process that holds a Kubernetes pod in place of
@@ -362,6 +331,11 @@ pub struct Waiter {
 }
 
 impl Waiter {
+    /// Waits for `pid` on the subscription `sub`, taken before the process was spawned.
+    pub fn new(pid: u32, sub: Subscription) -> Waiter {
+        Waiter { pid, sub }
+    }
+
     /// The tender's exit status: its exit code, or 128 + the signal that killed it.
     pub async fn wait(mut self) -> i32 {
         let mut code = 137;
