@@ -302,6 +302,19 @@ fn user_memory_and_arguments_from_the_spec() {
         .iter()
         .map(|t| ns(&pid, t).is_some() && ns(&pid, t) != ns("self", t))
         .collect();
+    // The spec's rlimits (ctr's default spec: RLIMIT_NOFILE 1024).
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap_or_default();
+    let nofile = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .map(|l| {
+            l.split_whitespace()
+                .skip(3)
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default();
     let _ = f.c.ctr(&["task", "kill", "-s", "SIGKILL", &id]);
     for _ in 0..100 {
         if f.c.ctr(&["task", "delete", &id]).status.success() {

@@ -1,4 +1,4 @@
-//! The namespaces the spec asks for, for the tender: a namespace entry with a path is joined,
+//! The process environment the spec asks for, for the tender: its rlimits, and its namespaces: a namespace entry with a path is joined,
 //! one without is created new (network, IPC, UTS, mount). The tender needs none of them (its
 //! taps arrive as descriptors), but a container that asks for isolation must not sit in the
 //! host's namespaces, where tools that configure "the container's" namespace through its pid
@@ -29,6 +29,30 @@ pub struct Plan {
     join: Vec<(OwnedFd, libc::c_int)>,
     /// CLONE_NEW* flags to create.
     new: libc::c_int,
+    /// The spec's rlimits: (resource, soft, hard).
+    rlimits: Vec<(libc::__rlimit_resource_t, u64, u64)>,
+}
+
+fn resource(t: oci_spec::runtime::PosixRlimitType) -> libc::__rlimit_resource_t {
+    use oci_spec::runtime::PosixRlimitType as R;
+    match t {
+        R::RlimitCpu => libc::RLIMIT_CPU,
+        R::RlimitFsize => libc::RLIMIT_FSIZE,
+        R::RlimitData => libc::RLIMIT_DATA,
+        R::RlimitStack => libc::RLIMIT_STACK,
+        R::RlimitCore => libc::RLIMIT_CORE,
+        R::RlimitRss => libc::RLIMIT_RSS,
+        R::RlimitNproc => libc::RLIMIT_NPROC,
+        R::RlimitNofile => libc::RLIMIT_NOFILE,
+        R::RlimitMemlock => libc::RLIMIT_MEMLOCK,
+        R::RlimitAs => libc::RLIMIT_AS,
+        R::RlimitLocks => libc::RLIMIT_LOCKS,
+        R::RlimitSigpending => libc::RLIMIT_SIGPENDING,
+        R::RlimitMsgqueue => libc::RLIMIT_MSGQUEUE,
+        R::RlimitNice => libc::RLIMIT_NICE,
+        R::RlimitRtprio => libc::RLIMIT_RTPRIO,
+        R::RlimitRttime => libc::RLIMIT_RTTIME,
+    }
 }
 
 fn flag(t: LinuxNamespaceType) -> Option<libc::c_int> {
@@ -49,6 +73,14 @@ pub fn plan(spec: &Spec) -> Result<Plan, NamespaceError> {
         .as_ref()
         .and_then(|l| l.namespaces().clone())
         .unwrap_or_default();
+    for r in spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.rlimits().clone())
+        .unwrap_or_default()
+    {
+        p.rlimits.push((resource(r.typ()), r.soft(), r.hard()));
+    }
     for ns in entries {
         let Some(f) = flag(ns.typ()) else { continue };
         match ns.path() {
@@ -75,10 +107,20 @@ impl Plan {
             .map(|(fd, f)| (fd.as_raw_fd(), *f))
             .collect();
         let new = self.new;
-        // SAFETY: the closure runs in the forked child before exec and only calls setns and
-        // unshare, which are async-signal-safe; it allocates nothing.
+        let rlimits = self.rlimits.clone();
+        // SAFETY: the closure runs in the forked child before exec and only calls setrlimit,
+        // setns and unshare, which are async-signal-safe; it allocates nothing.
         unsafe {
             cmd.pre_exec(move || {
+                for (res, soft, hard) in &rlimits {
+                    let lim = libc::rlimit {
+                        rlim_cur: *soft,
+                        rlim_max: *hard,
+                    };
+                    if libc::setrlimit(*res, &lim) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
                 for (fd, f) in &join {
                     if libc::setns(*fd, *f) < 0 {
                         return Err(std::io::Error::last_os_error());

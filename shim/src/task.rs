@@ -344,6 +344,13 @@ impl TaskService {
                 return Err(ShimError::Internal(e.to_string()));
             }
         };
+        if let Some(adj) = process.oom_score_adj() {
+            // Lowering it needs CAP_SYS_RESOURCE, which a shim may lack (as CRI's
+            // restrict_oom_score_adj assumes): a warning, not a failure.
+            if let Err(e) = std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string()) {
+                tracing::warn!(container = %id, "oom_score_adj {adj}: {e}");
+            }
+        }
         // Hooks of the create stages see the tender, ready and waiting (nerdctl's
         // createRuntime hook configures networking this way).
         let state = hooks::state_json(&spec, &id, "created", pid, &bundle);
