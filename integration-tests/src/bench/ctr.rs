@@ -10,19 +10,28 @@ use super::{Images, NABLA, RUNC};
 use crate::containerd::{unique, PrivateContainerd};
 use crate::stats::{Row, Summary};
 
-/// One `ctr run --rm`: (ms to first stdout byte, ms to exit).
-fn run_once(c: &PrivateContainerd, runtime: &str, image: &str, args: &[&str]) -> (f64, f64) {
+/// Spawns `ctr run --rm --runtime RUNTIME IMAGE <unique id> ARGS` with stdout piped.
+fn spawn_run(
+    c: &PrivateContainerd,
+    runtime: &str,
+    image: &str,
+    args: &[&str],
+) -> std::process::Child {
     let id = unique("bench");
-    let start = Instant::now();
-    let mut child = c
-        .ctr_command()
+    c.ctr_command()
         .args(["run", "--rm", "--runtime", runtime, image, &id])
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
-        .expect("spawn ctr run");
+        .expect("spawn ctr run")
+}
+
+/// One `ctr run --rm`: (ms to first stdout byte, ms to exit).
+fn run_once(c: &PrivateContainerd, runtime: &str, image: &str, args: &[&str]) -> (f64, f64) {
+    let start = Instant::now();
+    let mut child = spawn_run(c, runtime, image, args);
     let mut out = child.stdout.take().expect("stdout");
     let mut byte = [0u8; 1];
     let n = out.read(&mut byte).expect("read ctr stdout");
@@ -77,17 +86,8 @@ pub fn start_latency(c: &PrivateContainerd, img: &Images, n: usize) -> (Vec<Row>
 
 /// Time for `ctr run --rm` of a container writing `mib` MiB to its console (ms).
 fn console_once(c: &PrivateContainerd, runtime: &str, image: &str, args: &[&str]) -> f64 {
-    let id = unique("bench");
     let start = Instant::now();
-    let mut child = c
-        .ctr_command()
-        .args(["run", "--rm", "--runtime", runtime, image, &id])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn ctr run");
+    let mut child = spawn_run(c, runtime, image, args);
     let mut out = child.stdout.take().expect("stdout");
     let mut buf = vec![0u8; 1 << 16];
     let mut total = 0u64;
