@@ -334,6 +334,7 @@ fn user_memory_and_arguments_from_the_spec() {
         separate, [true; 4],
         "net, ipc, uts, mnt namespaces of the tender"
     );
+    assert_eq!(nofile, "1024 1024", "RLIMIT_NOFILE from the spec: {limits}");
 
     // Memory: from the limit (minus the tender's share), or from the annotation.
     let meminfo = f.image("meminfo");
