@@ -30,6 +30,7 @@ declare -A want=(
     [gcc]=/usr/bin/gcc
     [libc6-dev]=/usr/include/stdio.h
     [util-linux]=/usr/sbin/losetup
+    [strace]=/usr/bin/strace
     [ca-certificates]=/etc/ssl/certs/ca-certificates.crt
 )
 missing=()

@@ -344,6 +344,36 @@ fn tempfile_dir() -> std::path::PathBuf {
     d
 }
 
+/// Distinct system calls process `pid` makes while `load` runs, counted by `strace -c`
+/// attached from outside (the guest's filter does not stop a tracer).
+fn steady_syscalls(pid: u32, load: impl FnOnce()) -> usize {
+    let out = tempfile_dir().join(format!("strace-{pid}.txt"));
+    let mut tracer = Command::new("strace")
+        .args(["-f", "-c", "-p", &pid.to_string(), "-o"])
+        .arg(&out)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run strace (scripts/install-deps.sh installs it)");
+    std::thread::sleep(Duration::from_millis(300));
+    load();
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(tracer.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    );
+    let _ = tracer.wait();
+    let text = std::fs::read_to_string(&out).unwrap_or_default();
+    let _ = std::fs::remove_file(&out);
+    // The table: a dashed line, one row per syscall (name last), a dashed line, the total.
+    text.lines()
+        .skip_while(|l| !l.starts_with("------"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("------"))
+        .filter(|l| !l.trim().is_empty())
+        .count()
+}
+
 /// Average round-trip time in ms from ping's `rtt min/avg/max/mdev` line.
 fn ping_avg_rtt(text: &str) -> Option<f64> {
     let line = text.lines().find(|l| l.contains("min/avg/max"))?;
@@ -437,6 +467,16 @@ fn bench_network(reps: usize) -> Vec<Row> {
         g.push(net_sample(&ns, guest_ip));
         n.push(net_sample(&ns, native_ip));
     }
+    let busy_guest = steady_syscalls(t.pid(), || {
+        let _ = udp_rate(&ns, SocketAddr::from((guest_ip, 7)), Duration::from_secs(1));
+    });
+    let busy_native = steady_syscalls(echo.pid(), || {
+        let _ = udp_rate(
+            &ns,
+            SocketAddr::from((native_ip, 7)),
+            Duration::from_secs(1),
+        );
+    });
     t.kill();
     echo.kill();
     let s = |v: &[NetSample], f: fn(&NetSample) -> f64| {
@@ -457,6 +497,14 @@ fn bench_network(reps: usize) -> Vec<Row> {
             nabla: s(&g, |x| x.flood_pps),
             baseline_name: base.into(),
             baseline: s(&n, |x| x.flood_pps),
+            target: "informational".into(),
+            met: None,
+        },
+        Row {
+            figure: "steady state: distinct host syscalls made while echoing UDP (strace)".into(),
+            nabla: Summary::of(&[busy_guest as f64]),
+            baseline_name: "native UDP echo process".into(),
+            baseline: Summary::of(&[busy_native as f64]),
             target: "informational".into(),
             met: None,
         },
