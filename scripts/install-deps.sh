@@ -3,7 +3,8 @@
 # root. Idempotent: a second run only checks.
 #
 # From Debian bookworm: runc (the baseline runtime), the CNI plugins, iproute2, ethtool, ping,
-# gcc (baseline programs) and util-linux (losetup).
+# gcc (baseline programs), util-linux (losetup), strace (benchmarks) and protoc (the CRI client
+# the Kubernetes tests build).
 # containerd 2.x is not in bookworm: Debian sid's package is fetched with a private apt
 # configuration (the system's sources are left alone) and unpacked into .deps/containerd/.
 set -euo pipefail
@@ -31,6 +32,7 @@ declare -A want=(
     [libc6-dev]=/usr/include/stdio.h
     [util-linux]=/usr/sbin/losetup
     [strace]=/usr/bin/strace
+    [protobuf-compiler]=/usr/bin/protoc
     [ca-certificates]=/etc/ssl/certs/ca-certificates.crt
 )
 missing=()

@@ -230,6 +230,33 @@ fn guest_takes_over_the_pod_interface() {
     assert_eq!(rx, 1, "{t}");
 }
 
+/// A bind mount of the host's own network namespace under /run/netns, removed on drop.
+struct HostNetnsRef(std::path::PathBuf);
+
+impl HostNetnsRef {
+    fn new() -> HostNetnsRef {
+        let p = std::path::PathBuf::from(format!("/run/netns/{}", unique("hostref")));
+        std::fs::create_dir_all("/run/netns").unwrap();
+        std::fs::File::create(&p).unwrap();
+        nix::mount::mount(
+            Some("/proc/self/ns/net"),
+            &p,
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .unwrap();
+        HostNetnsRef(p)
+    }
+}
+
+impl Drop for HostNetnsRef {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 #[test]
 fn a_nic_needs_a_network_namespace_with_an_interface() {
     let f = Fixture::new();
@@ -238,6 +265,16 @@ fn a_nic_needs_a_network_namespace_with_an_interface() {
     let out = f.run(&[], &img, &["/net", "$(NABLA_IPV4)"]);
     assert!(!out.status.success());
     assert!(text(&out).contains("network namespace"), "{}", text(&out));
+    // The host's own namespace, by any path: refused, the host keeps its NIC.
+    let host = HostNetnsRef::new();
+    let arg = format!("network:{}", host.0.display());
+    let out = f.run(&["--with-ns", &arg], &img, &["/net", "$(NABLA_IPV4)"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("would take over a host interface"),
+        "{}",
+        text(&out)
+    );
     // A namespace with only loopback.
     let empty = NetNs::new("empty");
     let ns = format!("network:/run/netns/{}", empty.name());

@@ -152,6 +152,14 @@ pub fn plan(
                     .join(", "),
             ));
         };
+        if same_namespace(&ns, Path::new("/proc/self/ns/net")) {
+            return Err(DeviceError::HostNetwork(
+                nets.iter()
+                    .map(|n| format!("'{n}'"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ));
+        }
         let nics = tap_redirect::attach(&ns, id, nets.len())?;
         let mut ifaces = Vec::new();
         for (i, (name, nic)) in nets.iter().zip(nics).enumerate() {
@@ -173,6 +181,17 @@ pub fn plan(
         p.net = Some(NetRecord { netns: ns, ifaces });
     }
     Ok(p)
+}
+
+/// Whether two namespace files name the same namespace (same device and inode). The shim runs
+/// in the host's network namespace: joining a guest to one of its interfaces would take the
+/// host's own NIC away from it, whatever path led there.
+fn same_namespace(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
 }
 
 /// Undoes the network part of a plan (idempotent; a vanished namespace is fine).

@@ -199,7 +199,15 @@ impl TaskService {
                         return Err(ShimError::InvalidArgument(e.to_string()));
                     }
                 };
-            match Tender::spawn_holder(config.tender(), tender_stdio).await {
+            let ns_plan = match crate::namespaces::plan(&spec) {
+                Ok(p) => p,
+                Err(e) => {
+                    console.abort();
+                    undo_mount(&mounted);
+                    return Err(ShimError::InvalidArgument(e.to_string()));
+                }
+            };
+            match Tender::spawn_holder(config.tender(), tender_stdio, ns_plan).await {
                 Ok(t) => (t, "pod sandbox holder".to_string(), None, console),
                 Err(e) => {
                     console.abort();

@@ -243,18 +243,27 @@ impl Tender {
     /// Spawns `nabla-tender --x-pause`, the process that holds a Kubernetes pod in place of
     /// the sandbox image's Linux `pause` binary: it keeps nothing open and sleeps under a
     /// filter allowing only `pause` and `exit_group` until a signal ends it.
-    pub async fn spawn_holder(tender: PathBuf, stdio: TenderStdio) -> Result<Tender, TenderError> {
+    ///
+    /// The holder lives in the pod's namespaces (`namespaces`, from the sandbox's spec): CRI
+    /// gives the pod's other containers `/proc/<holder pid>/ns/...` as their namespaces.
+    pub async fn spawn_holder(
+        tender: PathBuf,
+        stdio: TenderStdio,
+        namespaces: crate::namespaces::Plan,
+    ) -> Result<Tender, TenderError> {
         let exits = monitor_subscribe(Topic::Pid)
             .await
             .map_err(|e| TenderError::Monitor(e.to_string()))?;
-        let spawned = Command::new(&tender)
-            .arg("--x-pause")
+        let mut cmd = Command::new(&tender);
+        cmd.arg("--x-pause")
             .env_clear()
             .stdin(Stdio::null())
             .stdout(Stdio::from(stdio.stdout))
             .stderr(Stdio::from(stdio.stderr))
-            .process_group(0)
-            .spawn();
+            .process_group(0);
+        namespaces.apply(&mut cmd);
+        let spawned = cmd.spawn();
+        drop(namespaces);
         match spawned {
             Ok(child) => Ok(Tender {
                 pid: child.id(),
