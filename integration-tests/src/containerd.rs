@@ -202,7 +202,13 @@ state = "{b}/state"
     /// Stops everything and removes the directories.
     pub fn stop(&mut self) {
         self.stop_daemon();
-        for pid in self.shim_pids() {
+        // What the shims run (tenders, pod holders) first: killed shims would leave them to init.
+        let shims = self.shim_pids();
+        for pid in shims
+            .iter()
+            .flat_map(|s| children_of(*s))
+            .chain(shims.iter().copied())
+        {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,
@@ -217,6 +223,26 @@ impl Drop for PrivateContainerd {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Pids whose parent is `pid`.
+pub fn children_of(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+        // The ppid is the second field after the parenthesised command name.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<i32>().ok());
+        if ppid == Some(pid) {
+            out.push(p);
+        }
+    }
+    out
 }
 
 /// Pids whose command line contains `needle`.

@@ -31,22 +31,12 @@ fn rollup(pid: i32) -> (u64, u64) {
     (field("Rss:"), field("Pss:"))
 }
 
+/// `pid`'s descendants.
 fn children(pid: i32) -> Vec<i32> {
     let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(p) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
-        // The ppid is the second field after the parenthesised command name.
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<i32>().ok());
-        if ppid == Some(pid) {
-            out.push(p);
-            out.extend(children(p));
-        }
+    for c in crate::containerd::children_of(pid) {
+        out.push(c);
+        out.extend(children(c));
     }
     out
 }
