@@ -99,6 +99,7 @@ impl TaskService {
     }
 
     async fn do_create(&self, req: &api::CreateTaskRequest) -> ShimResult<u32> {
+        let mut phases = Phases::new();
         let id = req.id.clone();
         if req.terminal {
             return Err(ShimError::InvalidArgument(
@@ -172,6 +173,7 @@ impl TaskService {
                 .map_err(|e| ShimError::Internal(e.to_string()))?;
             Some(rootfs_dir.clone())
         };
+        phases.mark("spec+mount");
         let undo_mount = |m: &Option<PathBuf>| {
             if let Some(p) = m {
                 rootfs::unmount(p);
@@ -240,6 +242,7 @@ impl TaskService {
                     });
                 }
             };
+            phases.mark("describe");
             let bound = {
                 let (spec, id, bundle, rootfs) =
                     (spec.clone(), id.clone(), bundle.clone(), rootfs_dir.clone());
@@ -256,6 +259,7 @@ impl TaskService {
                 .await
                 .map_err(|e| ShimError::Internal(e.to_string()))?
             };
+            phases.mark("devices");
             let plan = match bound {
                 Ok(p) => p,
                 Err(e) => {
@@ -316,7 +320,9 @@ impl TaskService {
                 namespaces: ns_plan,
                 stdio: tender_stdio,
             };
-            match Tender::spawn(launch).await {
+            let spawned = Tender::spawn(launch).await;
+            phases.mark("tender");
+            match spawned {
                 Ok((t, ready)) => (t, arg0, Some(ready), console),
                 Err(e) => {
                     console.abort();
@@ -379,12 +385,14 @@ impl TaskService {
         if let Err(e) = std::fs::write(bundle.join(crate::shim::STATE_FILE), pid.to_string()) {
             tracing::warn!(container = %id, "write {}: {e}", crate::shim::STATE_FILE);
         }
+        phases.mark("cgroup+hooks");
         match &ready {
             Some(ready) => tracing::info!(
                 container = %id,
                 pid,
                 guest_memory = ready.mem_size,
                 allowed_syscalls = ready.allowed_syscalls,
+                phases = %phases,
                 "tender ready for {arg0}"
             ),
             None => tracing::info!(container = %id, pid, "{arg0} started"),
@@ -600,6 +608,38 @@ async fn record_exit(shared: &Shared, code: i32, tx: watch::Sender<Option<Exit>>
 /// The error shown when the tender refuses the unikernel, naming it as the image does.
 fn refusal(arg0: &str, message: &str) -> String {
     format!("nabla-tender refused {arg0}: {message}")
+}
+
+/// Where Create's time went, for the log (and `make bench`'s breakdown).
+struct Phases {
+    last: std::time::Instant,
+    done: Vec<(&'static str, Duration)>,
+}
+
+impl Phases {
+    fn new() -> Self {
+        Phases {
+            last: std::time::Instant::now(),
+            done: Vec::new(),
+        }
+    }
+
+    /// Ends phase `name` now.
+    fn mark(&mut self, name: &'static str) {
+        let now = std::time::Instant::now();
+        self.done.push((name, now - self.last));
+        self.last = now;
+    }
+}
+
+impl std::fmt::Display for Phases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (name, d)) in self.done.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            write!(f, "{sep}{name}:{:.2}ms", d.as_secs_f64() * 1e3)?;
+        }
+        Ok(())
+    }
 }
 
 fn unsupported(what: &str) -> ttrpc::Error {

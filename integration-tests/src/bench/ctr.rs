@@ -162,3 +162,39 @@ pub fn churn(c: &PrivateContainerd, img: &Images, reps: usize, dur: Duration) ->
         met: None,
     }
 }
+
+/// The shim's Create phases for every nabla container the daemon ran, read from the
+/// `phases=name:1.23ms,...` field of its "tender ready" log lines: (phase, summary in ms), in
+/// the order they happen.
+pub fn create_phases(c: &PrivateContainerd) -> Vec<(String, Summary)> {
+    let log = std::fs::read_to_string(c.base().join("containerd.log")).unwrap_or_default();
+    let mut order: Vec<String> = Vec::new();
+    let mut samples: std::collections::HashMap<String, Vec<f64>> = Default::default();
+    for line in log.lines().filter(|l| l.contains("tender ready for")) {
+        let Some(field) = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("phases="))
+        else {
+            continue;
+        };
+        for part in field.split(',') {
+            let Some((name, ms)) = part.split_once(':') else {
+                continue;
+            };
+            let Ok(v) = ms.trim_end_matches("ms").parse::<f64>() else {
+                continue;
+            };
+            if !order.iter().any(|o| o == name) {
+                order.push(name.to_string());
+            }
+            samples.entry(name.to_string()).or_default().push(v);
+        }
+    }
+    order
+        .into_iter()
+        .map(|n| {
+            let s = Summary::of(&samples[&n]);
+            (n, s)
+        })
+        .collect()
+}

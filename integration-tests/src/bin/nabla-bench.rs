@@ -38,6 +38,7 @@ fn main() {
         rows.extend(bench_network(if quick { 2 } else { 5 }));
     }
     let mut latency = None;
+    let mut phases = Vec::new();
     let mut density = None;
     if want("ctr") || want("memory") || want("surface") {
         let c = PrivateContainerd::start();
@@ -48,6 +49,7 @@ fn main() {
             let (r, lat) = bench::ctr::start_latency(&c, &img, if quick { 5 } else { 20 });
             rows.extend(r);
             latency = Some(lat);
+            phases = bench::ctr::create_phases(&c);
             eprintln!("== console throughput");
             rows.push(bench::ctr::console_throughput(
                 &c,
@@ -77,7 +79,26 @@ fn main() {
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
-    let table = markdown_table(&rows);
+    let mut table = markdown_table(&rows);
+    if !phases.is_empty() {
+        table += "\nWhere the shim's Create time goes for nabla's `ctr run` above (from the \
+                  shim's own log, ms, median (min–max)): ";
+        table += &phases
+            .iter()
+            .map(|(n, s)| format!("{n} {}", nabla_integration_tests::stats::fmt_summary(s)))
+            .collect::<Vec<_>>()
+            .join("; ");
+        table += ". The rest of the time is containerd, ctr and the shim's own start.\n";
+        json.insert(
+            "create_phases_ms".into(),
+            serde_json::Value::Object(
+                phases
+                    .iter()
+                    .map(|(n, s)| (n.clone(), summary_json(s)))
+                    .collect(),
+            ),
+        );
+    }
     println!("{table}");
     if only.is_some() {
         return;
