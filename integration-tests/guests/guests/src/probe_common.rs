@@ -24,7 +24,7 @@ fn value(ctx: &Ctx, s: &str) -> Option<u64> {
         "fd" => d.fd as u64,
         "bs" => d.block_size,
         "cap" => d.capacity,
-        "last" => d.capacity - d.block_size,
+        "last" => d.capacity.wrapping_sub(d.block_size),
         _ => return None,
     })
 }
@@ -49,7 +49,8 @@ fn main(ctx: &Ctx) -> i32 {
         println!("usage: probe NR [A0..A5]");
         return 2;
     }
-    println!("probe {:#x}", v[0]);
+    // Printed before the call, so that a SIGSYS verdict shows the probe got this far.
+    println!("probe {}", v[0]);
     let rc = syscall6(v[0], v[1], v[2], v[3], v[4], v[5], v[6]);
     println!("survived rc={rc}");
     0

@@ -211,14 +211,30 @@ pub unsafe fn start(bi: *const BootInfo, main: fn(&Ctx) -> i32) -> ! {
 }
 
 /// Declares the guest's entry point: `entry!(main)` with `fn main(ctx: &Ctx) -> i32`.
+///
+/// `_start` is naked: it does not trust the stack alignment it is handed (the tender sets
+/// `%rsp = mem_size - 8`, spec §2.3, but nothing checks that), aligns `%rsp` to 16 bytes as
+/// the SysV ABI wants before a `call`, clears `%rbp` so that frame walks end here, and calls
+/// the Rust side with the boot-info pointer still in `%rdi`.
 #[macro_export]
 macro_rules! entry {
     ($main:path) => {
         /// The entry point the tender jumps to, with the boot info in `%rdi`.
+        #[unsafe(naked)]
         #[no_mangle]
         #[link_section = ".text._start"]
-        extern "C" fn _start(bi: *const $crate::BootInfo) -> ! {
-            // SAFETY: the tender jumps here with the boot info's address in %rdi.
+        unsafe extern "C" fn _start() -> ! {
+            core::arch::naked_asm!(
+                "xor ebp, ebp",
+                "and rsp, -16",
+                "call {rt_main}",
+                "ud2",
+                rt_main = sym __solo5_rt_main,
+            )
+        }
+
+        extern "C" fn __solo5_rt_main(bi: *const $crate::BootInfo) -> ! {
+            // SAFETY: `_start` passes on the boot-info address the tender put in %rdi.
             unsafe { $crate::start(bi, $main) }
         }
     };
