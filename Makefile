@@ -3,6 +3,7 @@
 #   make test       install test dependencies, build, lint and run every test (what CI runs)
 #   make demo       run a unikernel through a private containerd with the nabla runtime
 #   make bench      run the benchmarks and print each figure next to its baseline
+#   make reliability  the long churn and fuzz runs
 #   make install    install the binaries into $(PREFIX)/bin
 
 PREFIX ?= /usr/local
@@ -10,7 +11,7 @@ CARGO ?= cargo
 RELEASE_DIR := target/release
 GUEST_DIR := target/guests/release
 
-.PHONY: all build guests deps test lint unit-test integration-test demo bench install uninstall clean
+.PHONY: all build guests deps test lint unit-test integration-test demo bench reliability install uninstall clean
 
 all: build guests
 
@@ -43,6 +44,12 @@ test: deps all lint
 
 demo: deps all
 	scripts/demo.sh
+
+# The long versions of the reliability tests (CI runs short ones as part of `make test`).
+reliability: deps all
+	NABLA_CHURN_CYCLES=500 NABLA_FUZZ_ITERATIONS=30000 $(CARGO) test --release -p nabla-integration-tests \
+		--test reliability_churn -- --nocapture
+	NABLA_FUZZ_ITERATIONS=30000 $(CARGO) test --release -p nabla-tender --test loader_fuzz -- --nocapture
 
 bench: deps all
 	$(CARGO) run --release -p nabla-integration-tests --bin nabla-bench
