@@ -76,7 +76,7 @@ fn churn_with_mixed_endings_leaves_nothing_behind() {
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
                     .stderr(Stdio::piped());
-                let mut child = cmd.spawn().unwrap();
+                let child = cmd.spawn().unwrap();
                 if *want == 137 {
                     // Let it tick, then kill the task through containerd.
                     std::thread::sleep(Duration::from_millis(300));
