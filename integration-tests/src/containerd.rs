@@ -216,12 +216,24 @@ state = "{b}/state"
         }
         unmount_under(&self.base);
         let _ = std::fs::remove_dir_all(&self.base);
+        remove_namespace_cgroups(&self.namespace);
     }
 }
 
 impl Drop for PrivateContainerd {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Removes the (empty) cgroups named after the fixture's namespace, which runtimes create as
+/// the parent of the containers' own (`ctr` asks for `/<namespace>/<id>`): in every cgroup v1
+/// hierarchy, and in the v2 tree. A cgroup still in use is not removed (rmdir refuses).
+fn remove_namespace_cgroups(namespace: &str) {
+    let root = Path::new("/sys/fs/cgroup");
+    let _ = std::fs::remove_dir(root.join(namespace));
+    for e in std::fs::read_dir(root).into_iter().flatten().flatten() {
+        let _ = std::fs::remove_dir(e.path().join(namespace));
     }
 }
 

@@ -139,6 +139,13 @@ fn churn_with_mixed_endings_leaves_nothing_behind() {
             cg.display()
         );
     }
+    // The namespace's own parent cgroup goes with the fixture.
+    let mut c = c;
+    c.stop();
+    for ctl in ["memory", "freezer", "pids", "cpu"] {
+        let cg = Path::new("/sys/fs/cgroup").join(ctl).join(&ns);
+        assert!(!cg.exists(), "{} left", cg.display());
+    }
     let fifo_after = dir_entries(Path::new("/run/containerd/fifo"));
     let new_fifos: Vec<_> = fifo_after.difference(&fifo_before).collect();
     assert!(new_fifos.is_empty(), "FIFO directories left: {new_fifos:?}");
