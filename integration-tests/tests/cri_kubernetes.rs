@@ -276,28 +276,19 @@ async fn pod_with_unikernels_through_cri() {
     })
     .await
     .unwrap();
-    let st = cri
-        .container_status(ContainerStatusRequest {
-            container_id: net.clone(),
-            verbose: false,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .status
-        .unwrap();
-    assert_eq!(st.exit_code, 143, "{st:?}");
-    let hello_st = cri
-        .container_status(ContainerStatusRequest {
-            container_id: hello.clone(),
-            verbose: false,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .status
-        .unwrap();
-    assert_eq!(hello_st.exit_code, 0, "{hello_st:?}");
+    for (id, want) in [(&net, 143), (&hello, 0)] {
+        let st = cri
+            .container_status(ContainerStatusRequest {
+                container_id: id.clone(),
+                verbose: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap();
+        assert_eq!(st.exit_code, want, "{st:?}");
+    }
     for id in [&net, &hello, &linux] {
         cri.remove_container(RemoveContainerRequest {
             container_id: id.clone(),

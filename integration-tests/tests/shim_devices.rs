@@ -375,32 +375,24 @@ fn user_memory_and_arguments_from_the_spec() {
 
     // Memory: from the limit (minus the tender's share), or from the annotation.
     let meminfo = f.image("meminfo");
-    let out = f.run(
-        &["--memory-limit", &(128u64 << 20).to_string()],
-        &meminfo,
-        &["/meminfo"],
-    );
-    assert!(
-        text(&out).contains(&format!("mem_size={}", 112u64 << 20)),
-        "{}",
-        text(&out)
-    );
-    let out = f.run(
-        &["--annotation", "nabla.io/memory=64"],
-        &meminfo,
-        &["/meminfo"],
-    );
-    assert!(
-        text(&out).contains(&format!("mem_size={}", 64u64 << 20)),
-        "{}",
-        text(&out)
-    );
-    let out = f.run(
-        &["--annotation", "nabla.io/memory=lots"],
-        &meminfo,
-        &["/meminfo"],
-    );
-    assert!(text(&out).contains("nabla.io/memory"), "{}", text(&out));
+    let limit = (128u64 << 20).to_string();
+    for (opts, want) in [
+        (
+            ["--memory-limit", limit.as_str()],
+            format!("mem_size={}", 112u64 << 20),
+        ),
+        (
+            ["--annotation", "nabla.io/memory=64"],
+            format!("mem_size={}", 64u64 << 20),
+        ),
+        (
+            ["--annotation", "nabla.io/memory=lots"],
+            "nabla.io/memory".to_string(),
+        ),
+    ] {
+        let out = f.run(&opts, &meminfo, &["/meminfo"]);
+        assert!(text(&out).contains(&want), "{opts:?}: {}", text(&out));
+    }
 
     // Arguments: the container id is substituted, $$( escapes.
     let hello = f.image("hello");
