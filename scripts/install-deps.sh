@@ -20,6 +20,12 @@ if [ "$(id -u)" != 0 ]; then
     exit 1
 fi
 
+# apt verifies archives as its unprivileged sandbox user, which needs a usable /dev/null.
+if [ ! -c /dev/null ] || [ "$(stat -c %a /dev/null)" != 666 ]; then
+    echo "install-deps: /dev/null is not a world-writable character device ($(stat -c '%F, mode %a' /dev/null 2>/dev/null)); apt cannot verify archives. Restore it with: rm -f /dev/null && mknod -m 666 /dev/null c 1 3" >&2
+    exit 1
+fi
+
 # --- Debian packages ---------------------------------------------------------------------
 # command or file that proves each package is there
 declare -A want=(

@@ -25,7 +25,8 @@ pub struct Images {
     pub nabla_sleep: String,
     /// nabla: console flood guest.
     pub nabla_flood: String,
-    /// runc: static hello, sleeper and writer at /hello, /sleep, /writer.
+    /// runc: static hello, sleeper, writer and the syscall sweep at /hello, /sleep, /writer,
+    /// /syscount.
     pub runc: String,
 }
 
@@ -66,6 +67,7 @@ int main(int argc, char **argv) {
             ),
             "/writer",
         ),
+        (static_c_program("syscount", surface::SYSCOUNT), "/syscount"),
     ]
 }
 

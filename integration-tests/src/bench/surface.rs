@@ -1,17 +1,18 @@
 //! Attack surface: how many distinct host system calls a workload can make.
 
+use super::RUNC;
 use crate::containerd::{unique, PrivateContainerd};
-use crate::native::static_c_program;
 
-/// System call numbers (0..=max) the running kernel implements: a child process per number
-/// makes the call with zero arguments; anything but `ENOSYS` counts. This is what a runc
-/// container without a seccomp profile can reach.
-pub fn kernel_syscalls() -> usize {
-    let prog = static_c_program(
-        "syscount",
-        r#"#include <errno.h>
+/// The sweep behind [`kernel_syscalls`]: a child process per number makes the call with zero
+/// arguments; anything but `ENOSYS` counts. Zero arguments are not harmless (`fchmod(0, 0)`,
+/// `sethostname(NULL, 0)`, `msgget(IPC_PRIVATE, 0)`, ...), so each child first points fds 0-2 at
+/// a private memfd, and the sweep only ever runs inside a runc container (its own UTS, IPC,
+/// mount and network namespaces, runc's default capabilities), never on the host.
+pub const SYSCOUNT: &str = r#"#define _GNU_SOURCE
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -20,26 +21,38 @@ int main(void) {
     for (long nr = 0; nr <= 520; nr++) {
         pid_t p = fork();
         if (p == 0) {
+            int fd = memfd_create("scratch", 0);
+            if (fd < 0) _exit(2);
+            dup2(fd, 0); dup2(fd, 1); dup2(fd, 2);
+            if (fd > 2) close(fd);
             alarm(1);
             long rc = syscall(nr, 0, 0, 0, 0, 0, 0);
             _exit(rc == -1 && errno == ENOSYS ? 1 : 0);
         }
         int st;
         waitpid(p, &st, 0);
+        if (WIFEXITED(st) && WEXITSTATUS(st) == 2) return 2;
         if (!(WIFEXITED(st) && WEXITSTATUS(st) == 1)) count++;
     }
     printf("%d\n", count);
     return 0;
 }
-"#,
+"#;
+
+/// System call numbers (0..=520) the running kernel implements, counted by [`SYSCOUNT`] at
+/// `/syscount` of `image` in a runc container without a seccomp profile: what such a container
+/// can reach.
+pub fn kernel_syscalls(c: &PrivateContainerd, image: &str) -> usize {
+    let id = unique("surface");
+    let out = c.ctr(&["run", "--rm", "--runtime", RUNC, image, &id, "/syscount"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "syscount in runc: {}{}",
+        text,
+        String::from_utf8_lossy(&out.stderr)
     );
-    let out = std::process::Command::new(prog)
-        .output()
-        .expect("run syscount");
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .expect("count")
+    text.trim().parse().expect("syscount prints a count")
 }
 
 /// Distinct system calls containerd's default seccomp profile (Docker's) allows, read from the

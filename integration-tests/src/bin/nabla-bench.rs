@@ -208,7 +208,7 @@ fn surface_rows(c: &PrivateContainerd, img: &bench::Images) -> Vec<Row> {
         .expect("disk image");
     let with = census::with_devices(&disk, std::os::fd::AsRawFd::as_raw_fd(&tap)).len() as f64;
     let _ = std::fs::remove_dir_all(&dir);
-    let kernel = bench::surface::kernel_syscalls() as f64;
+    let kernel = bench::surface::kernel_syscalls(c, &img.runc) as f64;
     let profile = bench::surface::default_profile_syscalls(c, &img.runc) as f64;
     vec![
         Row {
