@@ -52,6 +52,10 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# CNI's standard configuration directory (`ctr run --cni` reads only there; the tests bind
+# their own network over it in a private mount namespace).
+install -d /etc/cni/net.d
+
 # --- containerd 2.x from sid ---------------------------------------------------------------
 containerd_ok() {
     [ -x "$ctrd/usr/bin/containerd" ] && [ -x "$ctrd/usr/bin/ctr" ] &&

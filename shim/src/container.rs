@@ -80,8 +80,11 @@ pub struct Container {
     pub stdio: StdioPaths,
     /// The container's cgroup, if one could be made.
     pub cgroup: Option<ContainerCgroup>,
-    /// The tender.
+    /// The tender (or, until Start, the holder of a container whose network is configured
+    /// after Create).
     pub tender: Tender,
+    /// What Start launches in place of the holder, for such a container.
+    pub pending: Option<crate::late_network::Pending>,
     /// Opens the tender's stderr at Start.
     pub stderr_gate: Option<StderrGate>,
     /// The tender has been reaped (its exit may not be recorded yet: output still drains).

@@ -107,6 +107,22 @@ pub struct TenderStdio {
     pub stderr: OwnedFd,
 }
 
+impl TenderStdio {
+    /// Both on `/dev/null`, for a holder that says nothing.
+    pub fn null() -> std::io::Result<TenderStdio> {
+        let open = || {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/null")
+                .map(OwnedFd::from)
+        };
+        Ok(TenderStdio {
+            stdout: open()?,
+            stderr: open()?,
+        })
+    }
+}
+
 /// The copy tasks of one container.
 ///
 /// The tender's stderr is held back until [`Console::open_stderr`] (at Start): what the

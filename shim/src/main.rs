@@ -9,6 +9,7 @@ mod devices;
 mod error;
 mod hooks;
 mod io;
+mod late_network;
 mod logging;
 mod namespaces;
 mod rootfs;
@@ -18,6 +19,7 @@ mod spec_map;
 mod tap_redirect;
 mod task;
 mod tender;
+mod unikernel;
 
 /// The runtime name containerd knows this shim by.
 const RUNTIME_ID: &str = "io.containerd.nabla.v2";

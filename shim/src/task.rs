@@ -33,10 +33,12 @@ use crate::container::{Container, Exit, State};
 use crate::devices;
 use crate::error::{ShimError, ShimResult};
 use crate::hooks::{self, Stage};
-use crate::io::{Console, StdioPaths};
+use crate::io::{Console, StdioPaths, TenderStdio};
+use crate::late_network::{self, Pending};
 use crate::rootfs;
 use crate::spec_map;
-use crate::tender::{Launch, Tender, TenderError};
+use crate::tender::{Tender, TenderError, Waiter};
+use crate::unikernel::{refusal, Unikernel};
 
 /// How long console output may take to drain after the tender exits.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -190,6 +192,8 @@ impl TaskService {
             stderr: req.stderr.clone(),
             terminal: req.terminal,
         };
+        // A container whose network is configured after Create: its unikernel, for Start.
+        let mut held = None;
         let (mut tender, arg0, ready, mut console) = if sandbox {
             // A pod's sandbox container: its image's pause binary is a Linux program; a
             // tender in holder mode takes its place.
@@ -243,97 +247,61 @@ impl TaskService {
                 }
             };
             phases.mark("describe");
-            let bound = {
-                let (spec, id, bundle, rootfs) =
-                    (spec.clone(), id.clone(), bundle.clone(), rootfs_dir.clone());
-                tokio::task::spawn_blocking(move || {
-                    devices::plan(
-                        &spec,
-                        &id,
-                        &declared,
-                        &bundle,
-                        &rootfs,
-                        crate::tender::FIRST_DEVICE_FD,
-                    )
-                })
-                .await
-                .map_err(|e| ShimError::Internal(e.to_string()))?
-            };
-            phases.mark("devices");
-            let plan = match bound {
-                Ok(p) => p,
-                Err(e) => {
-                    devices::cleanup_bundle(&bundle, &id);
+            let late = late_network::wanted(&spec, &declared);
+            if late {
+                // The NICs wait for Start; a disk without a source is still a Create error.
+                let blocks: Vec<String> = declared
+                    .iter()
+                    .filter(|d| d.1 == devices::Kind::Block)
+                    .map(|d| d.0.clone())
+                    .collect();
+                if let Err(e) = spec_map::bind_block_devices(&spec, &blocks, Path::new("/sys")) {
                     undo_mount(&mounted);
                     return Err(ShimError::InvalidArgument(e.to_string()));
-                }
-            };
-            if let Some(net) = &plan.net {
-                if let Err(e) = net.save(&bundle) {
-                    tracing::warn!(container = %id, "saving the network record: {e}");
                 }
             }
-            let guest_args = match spec_map::substitute_args(&args[1.min(args.len())..], &plan.vars)
-            {
-                Ok(a) => a,
-                Err(e) => {
-                    devices::cleanup_bundle(&bundle, &id);
-                    undo_mount(&mounted);
-                    return Err(ShimError::InvalidArgument(e.to_string()));
-                }
-            };
-            let ns_plan = match crate::namespaces::plan(&spec) {
-                Ok(p) => p,
-                Err(e) => {
-                    devices::cleanup_bundle(&bundle, &id);
-                    undo_mount(&mounted);
-                    return Err(ShimError::InvalidArgument(e.to_string()));
-                }
-            };
             let (mut console, tender_stdio) =
                 match Console::open(&stdio, &id, &self.namespace).await {
                     Ok(c) => c,
                     Err(e) => {
-                        devices::cleanup_bundle(&bundle, &id);
                         undo_mount(&mounted);
                         return Err(ShimError::InvalidArgument(e.to_string()));
                     }
                 };
-            let launch = Launch {
+            let mut unikernel = Unikernel {
+                id: id.clone(),
+                spec: spec.clone(),
+                bundle: bundle.clone(),
+                rootfs: rootfs_dir.clone(),
                 tender: config.tender(),
                 mem_mib,
                 exe,
-                guest_args,
-                device_args: {
-                    // The container's user: the tender takes it on once its devices are open.
-                    let u = process.user();
-                    let groups = u
-                        .additional_gids()
-                        .as_ref()
-                        .map(|g| g.iter().map(u32::to_string).collect::<Vec<_>>().join(","))
-                        .unwrap_or_default();
-                    let mut a = vec![format!("--x-user={}:{}:{groups}", u.uid(), u.gid())];
-                    a.extend(plan.args);
-                    a
-                },
-                device_fds: plan.fds,
-                namespaces: ns_plan,
-                stdio: tender_stdio,
+                declared,
+                args: args[1.min(args.len())..].to_vec(),
+                record_network: !late,
             };
-            let spawned = Tender::spawn(launch).await;
+            let launched = if late {
+                match spawn_network_holder(&config, &spec).await {
+                    Ok(holder) => {
+                        unikernel.spec = late_network::joined(&spec, holder.pid());
+                        held = Some((unikernel, tender_stdio));
+                        Ok((holder, None))
+                    }
+                    Err(e) => Err(e),
+                }
+            } else {
+                unikernel
+                    .launch(tender_stdio)
+                    .await
+                    .map(|(t, ready)| (t, Some(ready)))
+            };
             phases.mark("tender");
-            match spawned {
-                Ok((t, ready)) => (t, arg0, Some(ready), console),
+            match launched {
+                Ok((t, ready)) => (t, arg0, ready, console),
                 Err(e) => {
                     console.abort();
-                    devices::cleanup_bundle(&bundle, &id);
                     undo_mount(&mounted);
-                    return Err(match e {
-                        TenderError::Refused(msg) => {
-                            ShimError::InvalidArgument(refusal(&arg0, &msg))
-                        }
-                        other => ShimError::Internal(other.to_string()),
-                    });
+                    return Err(e);
                 }
             }
         };
@@ -358,13 +326,7 @@ impl TaskService {
                 return Err(ShimError::Internal(e.to_string()));
             }
         };
-        if let Some(adj) = process.oom_score_adj() {
-            // Lowering it needs CAP_SYS_RESOURCE, which a shim may lack (as CRI's
-            // restrict_oom_score_adj assumes): a warning, not a failure.
-            if let Err(e) = std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string()) {
-                tracing::warn!(container = %id, "oom_score_adj {adj}: {e}");
-            }
-        }
+        set_oom_score_adj(&id, pid, process.oom_score_adj());
         // Hooks of the create stages see the tender, ready and waiting (nerdctl's
         // createRuntime hook configures networking this way).
         let state = hooks::state_json(&spec, &id, "created", pid, &bundle);
@@ -395,11 +357,18 @@ impl TaskService {
                 phases = %phases,
                 "tender ready for {arg0}"
             ),
+            None if held.is_some() => tracing::info!(
+                container = %id,
+                pid,
+                phases = %phases,
+                "{arg0} waits for Start: its network namespace is configured after Create"
+            ),
             None => tracing::info!(container = %id, pid, "{arg0} started"),
         }
         let waiter = tender.waiter();
         let stderr_gate = console.stderr_gate();
         let (tx, rx) = watch::channel(None);
+        let exit_tx = Arc::new(tx);
         let container = Arc::new(Mutex::new(Container {
             id: id.clone(),
             bundle: bundle.clone(),
@@ -409,6 +378,7 @@ impl TaskService {
             stdio: stdio.clone(),
             cgroup: Some(cgroup),
             tender,
+            pending: None,
             stderr_gate,
             reaped: false,
             exit: None,
@@ -420,18 +390,18 @@ impl TaskService {
             .insert(id.clone(), container.clone());
         if let Some(waiter) = waiter {
             let events = self.events.clone();
-            tokio::spawn(async move {
-                let code = waiter.wait().await;
-                {
-                    let mut c = container.lock().await;
-                    // Reaped: its pid may be reused from now on; never signal it again.
-                    c.reaped = true;
-                    // Never started: its stderr said nothing Create did not; let it go.
-                    c.stderr_gate = None;
+            match held {
+                Some((unikernel, stdio)) => {
+                    container.lock().await.pending = Some(Pending {
+                        unikernel,
+                        stdio,
+                        console,
+                        exit_tx: exit_tx.clone(),
+                    });
+                    watch_holder(container, waiter, pid, exit_tx, events);
                 }
-                console.drain(DRAIN_TIMEOUT).await;
-                record_exit(&container, code, tx, &events).await;
-            });
+                None => watch_exit(container, waiter, console, exit_tx, events),
+            }
         }
         self.events
             .publish(
@@ -455,6 +425,77 @@ impl TaskService {
             )
             .await;
         Ok(pid)
+    }
+
+    /// Start of a container whose network was configured after Create: binds its NICs to what
+    /// is now in the holder's namespace, launches the tender there, starts it and retires the
+    /// holder. On failure the holder is killed too: the task ends (137) with nothing left.
+    async fn start_held(&self, shared: &Shared, c: &mut Container) -> ShimResult<()> {
+        let Some(Pending {
+            unikernel,
+            stdio,
+            mut console,
+            exit_tx,
+        }) = c.pending.take()
+        else {
+            return Ok(());
+        };
+        let oom_score_adj = unikernel
+            .spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.oom_score_adj());
+        let started = async {
+            let (mut tender, ready) = unikernel.launch(stdio).await?;
+            let placed = match &c.cgroup {
+                Some(cg) => cg.add(tender.pid()),
+                None => Ok(()),
+            };
+            if let Err(e) = placed
+                .map_err(|e| e.to_string())
+                .and_then(|()| tender.start().map_err(|e| e.to_string()))
+            {
+                tender.kill_and_reap().await;
+                return Err(ShimError::Internal(e));
+            }
+            Ok((tender, ready))
+        }
+        .await;
+        let (mut tender, ready) = match started {
+            Ok(t) => t,
+            Err(e) => {
+                console.abort();
+                let _ = c.tender.signal(Signal::SIGKILL, false);
+                return Err(e);
+            }
+        };
+        let pid = tender.pid();
+        set_oom_score_adj(&c.id, pid, oom_score_adj);
+        let waiter = tender.waiter();
+        let holder = std::mem::replace(&mut c.tender, tender);
+        c.pid = pid;
+        // The tender holds the namespaces now; the holder's exit is not the task's.
+        let _ = holder.signal(Signal::SIGKILL, false);
+        if let Err(e) = std::fs::write(c.bundle.join(crate::shim::STATE_FILE), pid.to_string()) {
+            tracing::warn!(container = %c.id, "write {}: {e}", crate::shim::STATE_FILE);
+        }
+        tracing::info!(
+            container = %c.id,
+            pid,
+            guest_memory = ready.mem_size,
+            allowed_syscalls = ready.allowed_syscalls,
+            "tender ready and started in the network configured after Create"
+        );
+        if let Some(waiter) = waiter {
+            watch_exit(
+                shared.clone(),
+                waiter,
+                console,
+                exit_tx,
+                self.events.clone(),
+            );
+        }
+        Ok(())
     }
 
     /// Runs `poststart`/`poststop` hooks of container `id`; their failures are logged only,
@@ -555,7 +596,12 @@ async fn wait_exit(rx: &mut watch::Receiver<Option<Exit>>) -> Exit {
 }
 
 /// Records the tender's exit: state, waiters, TaskExit.
-async fn record_exit(shared: &Shared, code: i32, tx: watch::Sender<Option<Exit>>, events: &Events) {
+async fn record_exit(
+    shared: &Shared,
+    code: i32,
+    tx: &watch::Sender<Option<Exit>>,
+    events: &Events,
+) {
     let exit = Exit {
         status: code as u32,
         at: SystemTime::now(),
@@ -605,9 +651,73 @@ async fn record_exit(shared: &Shared, code: i32, tx: watch::Sender<Option<Exit>>
         .await;
 }
 
-/// The error shown when the tender refuses the unikernel, naming it as the image does.
-fn refusal(arg0: &str, message: &str) -> String {
-    format!("nabla-tender refused {arg0}: {message}")
+/// Copies the console and records the exit once the tender of `container` is reaped.
+fn watch_exit(
+    container: Shared,
+    waiter: Waiter,
+    mut console: Console,
+    tx: Arc<watch::Sender<Option<Exit>>>,
+    events: Arc<Events>,
+) {
+    tokio::spawn(async move {
+        let code = waiter.wait().await;
+        {
+            let mut c = container.lock().await;
+            // Reaped: its pid may be reused from now on; never signal it again.
+            c.reaped = true;
+            // Never started: its stderr said nothing Create did not; let it go.
+            c.stderr_gate = None;
+        }
+        console.drain(DRAIN_TIMEOUT).await;
+        record_exit(&container, code, &tx, &events).await;
+    });
+}
+
+/// Records the exit of the holder `holder` of a container whose network is configured after
+/// Create, unless Start retired it for the tender (which is then the task).
+fn watch_holder(
+    container: Shared,
+    waiter: Waiter,
+    holder: u32,
+    tx: Arc<watch::Sender<Option<Exit>>>,
+    events: Arc<Events>,
+) {
+    tokio::spawn(async move {
+        let code = waiter.wait().await;
+        let pending = {
+            let mut c = container.lock().await;
+            if c.pid != holder {
+                return;
+            }
+            c.reaped = true;
+            c.stderr_gate = None;
+            c.pending.take()
+        };
+        if let Some(mut p) = pending {
+            p.console.abort();
+        }
+        record_exit(&container, code, &tx, &events).await;
+    });
+}
+
+/// Starts `nabla-tender --x-pause` in the new namespaces `spec` asks for, silent.
+async fn spawn_network_holder(config: &Config, spec: &Spec) -> ShimResult<Tender> {
+    let ns =
+        crate::namespaces::plan(spec).map_err(|e| ShimError::InvalidArgument(e.to_string()))?;
+    let null = TenderStdio::null().map_err(|e| ShimError::Internal(format!("/dev/null: {e}")))?;
+    Tender::spawn_holder(config.tender(), null, ns)
+        .await
+        .map_err(|e| ShimError::Internal(e.to_string()))
+}
+
+/// Writes `process.oomScoreAdj` for `pid`. Lowering it needs CAP_SYS_RESOURCE, which a shim
+/// may lack (as CRI's restrict_oom_score_adj assumes): a warning, not a failure.
+fn set_oom_score_adj(id: &str, pid: u32, adj: Option<i32>) {
+    if let Some(adj) = adj {
+        if let Err(e) = std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string()) {
+            tracing::warn!(container = %id, "oom_score_adj {adj}: {e}");
+        }
+    }
 }
 
 /// Where Create's time went, for the log (and `make bench`'s breakdown).
@@ -694,9 +804,13 @@ impl Task for TaskService {
             ))
             .into());
         }
-        c.tender
-            .start()
-            .map_err(|e| ShimError::Internal(e.to_string()))?;
+        if c.pending.is_some() {
+            self.start_held(&shared, &mut c).await?;
+        } else {
+            c.tender
+                .start()
+                .map_err(|e| ShimError::Internal(e.to_string()))?;
+        }
         c.state = State::Running;
         if let Some(gate) = c.stderr_gate.take() {
             gate.open();
@@ -966,16 +1080,5 @@ impl Task for TaskService {
         _req: api::UpdateTaskRequest,
     ) -> ttrpc::Result<api::Empty> {
         Err(unsupported("updating resources of a running container"))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn refusals_name_the_unikernel() {
-        let m = refusal("/app", "/app: Invalid or unsupported executable");
-        assert!(m.starts_with("nabla-tender refused /app: "), "{m}");
     }
 }
