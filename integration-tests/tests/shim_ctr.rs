@@ -584,34 +584,63 @@ fn binary_log_uri_reaches_the_logger() {
     d.assert_clean(&id, None);
 }
 
+/// The `tick N` numbers in `path`, checked to run 0, 1, 2, ... without a gap or repeat.
+fn ticks_in_order(path: &Path) -> u64 {
+    let text = fs::read_to_string(path).unwrap();
+    let mut n = 0u64;
+    for line in text.lines().filter(|l| l.starts_with("tick ")) {
+        assert_eq!(line, format!("tick {n}"), "console lost or repeated output");
+        n += 1;
+    }
+    n
+}
+
 #[test]
-fn guest_survives_containerd_restart() {
+fn guests_survive_two_containerd_restarts() {
     require_env!();
     let mut d = Containerd::start();
     let img = d.import_guest("clock");
     let tmp = tempfile::tempdir().unwrap();
+    // A printer for the whole test, and a guest that ends while containerd is down.
     let id = uid("restart");
     let log = tmp.path().join("clock.log");
-    d.run_detached(&img, &id, &log, &["/clock", "tick", "20"]);
+    d.run_detached(&img, &id, &log, &["/clock", "tick", "10"]);
+    let ender = uid("ender");
+    let ender_log = tmp.path().join("ender.log");
+    d.run_detached(&img, &ender, &ender_log, &["/clock", "tick", "20", "40"]);
     wait_for_file(&log, "tick 2");
     let pid = d.task_pid(&id);
-    d.stop();
-    let before = lines(&log);
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(
-        lines(&log) > before,
-        "console stopped while containerd was down"
-    );
-    d.restart();
-    assert_eq!(d.task_status(&id).as_deref(), Some("RUNNING"));
-    assert_eq!(d.task_pid(&id), pid);
-    let after = lines(&log);
-    std::thread::sleep(Duration::from_millis(200));
-    assert!(lines(&log) > after, "console stopped after the restart");
+
+    for round in 0..2 {
+        d.stop();
+        let before = lines(&log);
+        if round == 0 {
+            // The ender's exit happens now, with nobody to tell.
+            wait_for_file(&ender_log, "clock done");
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            lines(&log) > before,
+            "console stopped while containerd was down"
+        );
+        d.restart();
+        assert_eq!(d.task_status(&id).as_deref(), Some("RUNNING"));
+        assert_eq!(d.task_pid(&id), pid);
+        // The exit during the outage is known afterwards, with its status.
+        assert_eq!(d.task_status(&ender).as_deref(), Some("STOPPED"));
+        let after = lines(&log);
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(lines(&log) > after, "console stopped after restart {round}");
+    }
+    let warn = d.delete(&ender);
+    assert!(warn.contains("exit code 7"), "{warn}");
     d.ctr_ok(&["task", "kill", "-s", "SIGKILL", &id]);
     d.wait_status(&id, "STOPPED");
     let warn = d.delete(&id);
     assert!(warn.contains("exit code 137"), "{warn}");
+    // Every line the guest printed arrived, in order, across both outages.
+    assert!(ticks_in_order(&log) > 50);
+    assert_eq!(ticks_in_order(&ender_log), 40);
     d.assert_clean(&id, Some(pid));
 }
 

@@ -920,13 +920,14 @@ impl Task for TaskService {
     ) -> ttrpc::Result<api::PidsResponse> {
         let shared = self.get(&req.id).await?;
         let c = shared.lock().await;
+        // The task's one process, until Delete, also once it has exited: a containerd that
+        // restarts after the exit deletes a task listing no process as a leaked shim, and the
+        // exit status would be lost; listed, the task stays STOPPED with its status.
         let mut resp = api::PidsResponse::new();
-        if c.state != State::Stopped {
-            resp.processes.push(ProcessInfo {
-                pid: c.pid,
-                ..Default::default()
-            });
-        }
+        resp.processes.push(ProcessInfo {
+            pid: c.pid,
+            ..Default::default()
+        });
         Ok(resp)
     }
 

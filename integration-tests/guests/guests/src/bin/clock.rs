@@ -1,5 +1,5 @@
-//! Reads both clocks and sleeps 100 ms through `solo5_yield`; `clock tick MS` prints
-//! `tick N` every MS milliseconds forever.
+//! Reads both clocks and sleeps 100 ms through `solo5_yield`; `clock tick MS [COUNT]` prints
+//! `tick N` every MS milliseconds, forever or COUNT times, then exits with status 7.
 #![no_std]
 #![no_main]
 
@@ -12,9 +12,14 @@ fn main(ctx: &Ctx) -> i32 {
     let mut args = ctx.args();
     if args.next() == Some("tick") {
         let ms: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(100);
+        let count: Option<u64> = args.next().and_then(|a| a.parse().ok());
         let mut i = 0u64;
         let mut next = clock_monotonic();
         loop {
+            if count == Some(i) {
+                println!("clock done");
+                return 7;
+            }
             println!("tick {i}");
             i += 1;
             next += ms * 1_000_000;
