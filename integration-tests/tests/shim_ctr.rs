@@ -15,6 +15,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use nabla_integration_tests::containerd::{containerd_bin_dir, unique as uid, PrivateContainerd};
+use nabla_integration_tests::elf_edit::{ElfEdit, NOTE_ABI};
 use nabla_integration_tests::oci_image::OciImage;
 use nabla_integration_tests::tender::{bin_dir, workspace_root};
 
@@ -425,29 +426,44 @@ fn bad_images_are_refused_at_create_with_nothing_left() {
     let d = Containerd::start();
     let linux = fs::read("/bin/true").unwrap();
     let hello = fs::read(guest("hello")).unwrap();
+    // The same unikernel built for the hvt target (its ABI note says so).
+    let mut hvt = ElfEdit::load(&guest("hello"));
+    let abi = hvt.note_desc(NOTE_ABI);
+    hvt.set(abi, 4, 1);
     let outside = guest("hello").display().to_string();
     let img = d.import(
         "bad",
         &[
             Entry::File("true", linux),
             Entry::File("hello", hello),
+            Entry::File("hvt", hvt.bytes.clone()),
+            Entry::File("zeros", vec![0u8; 100 << 20]),
+            Entry::File("dir/inside", b"x".to_vec()),
             Entry::Symlink("escape", &outside),
             Entry::Symlink("dotdot", "../../../../../../../../bin/true"),
         ],
         "/true",
     );
+    // A 1 MiB command line: 128 arguments of 8 KiB.
+    let chunk = "a".repeat(8191);
+    let mut huge = vec!["/hello"];
+    huge.extend(std::iter::repeat_n(chunk.as_str(), 128));
     for (args, wanted) in [
         (vec!["/true"], vec!["/true", "executable"]),
         (vec!["/nothere"], vec!["/nothere", "not found"]),
+        (vec!["/dir"], vec!["/dir", "directory"]),
         (vec!["/escape"], vec!["/escape", "not found"]),
         (vec!["/dotdot"], vec!["/dotdot", "not found"]),
+        (vec!["/hvt"], vec!["/hvt", "solo5-hvt target"]),
+        (vec!["/zeros"], vec!["/zeros", "executable"]),
+        (huge, vec!["Solo5 allows at most 8191"]),
     ] {
         let id = uid("bad");
         let out = d.run(&img, &id, &args);
         assert!(!out.status.success(), "{args:?} ran");
         let err = text(&out.stderr);
         for w in wanted {
-            assert!(err.contains(w), "{args:?}: {err}");
+            assert!(err.contains(w), "{:?}: {err}", &args[..1]);
         }
         assert!(!err.contains("/proc/"), "internal path leaked: {err}");
         d.assert_clean(&id, None);

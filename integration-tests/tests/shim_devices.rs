@@ -417,6 +417,46 @@ fn user_memory_and_arguments_from_the_spec() {
 }
 
 #[test]
+fn sixty_three_disks_all_or_a_clear_list_of_the_missing() {
+    let f = Fixture::new();
+    let img = f.image("manydev");
+    let mounts: Vec<String> = (0..63)
+        .map(|i| {
+            let p = f.dir.path().join(format!("d{i}.img"));
+            std::fs::File::create(&p)
+                .and_then(|file| file.set_len(4096))
+                .unwrap();
+            format!("type=bind,src={},dst=/blk{i},options=rbind:rw", p.display())
+        })
+        .collect();
+    let with = |bound: &[String]| {
+        let mut extra = Vec::new();
+        for m in bound {
+            extra.push("--mount");
+            extra.push(m.as_str());
+        }
+        f.run(&extra, &img, &["/manydev"])
+    };
+    let out = with(&mounts);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("manydev ok devices=63"),
+        "{}",
+        text(&out)
+    );
+    // Only the first 60 bound: Create names the other three and how to bind them.
+    let out = with(&mounts[..60]);
+    assert!(!out.status.success());
+    let t = text(&out);
+    for missing in ["'blk60'", "'blk61'", "'blk62'"] {
+        assert!(t.contains(missing), "{missing}: {t}");
+    }
+    assert!(!t.contains("'blk59'"), "{t}");
+    assert!(t.contains("dst=/NAME"), "says how to bind: {t}");
+    assert_eq!(f.leftover_tasks().trim(), "");
+}
+
+#[test]
 fn rootfs_as_a_block_device() {
     let f = Fixture::new();
     let img = f.image("block");
@@ -537,4 +577,33 @@ fn oci_hooks_run_with_the_state_on_stdin() {
     );
     assert!(started.elapsed() < Duration::from_secs(20));
     assert_eq!(f.leftover_tasks().trim(), "");
+}
+
+#[test]
+fn unknown_spec_fields_are_ignored_as_oci_requires() {
+    // The runtime spec: implementations MUST ignore properties they do not know.
+    let f = Fixture::new();
+    let rootfs = f.dir.path().join("rootfs");
+    std::fs::create_dir_all(&rootfs).unwrap();
+    std::fs::copy(
+        nabla_integration_tests::tender::guest("hello"),
+        rootfs.join("hello"),
+    )
+    .unwrap();
+    let path = spec_with_hooks(&f, &rootfs, &["/hello", "unknown"], serde_json::json!({}));
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    spec["x-vendor.example"] = serde_json::json!({"anything": [1, 2]});
+    spec["process"]["x-future"] = serde_json::json!(true);
+    spec["linux"]["x-future"] = serde_json::json!("later");
+    std::fs::write(&path, serde_json::to_vec(&spec).unwrap()).unwrap();
+    let id = unique("unknown");
+    let out =
+        f.c.ctr(&["run", "--rm", "--runtime", NABLA, "--config", &path, &id]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("Command line is: 'unknown'"),
+        "{}",
+        text(&out)
+    );
 }

@@ -80,6 +80,57 @@ fn block_data_persists_across_runs() {
     assert!(data.iter().any(|&b| b != 0));
 }
 
+/// A 256 KiB tmpfs on a temporary directory, unmounted on drop.
+struct SmallFs(tempfile::TempDir);
+
+impl SmallFs {
+    fn new() -> SmallFs {
+        let dir = tempfile::tempdir().unwrap();
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=256k", "nabla-test-full"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount tmpfs");
+        SmallFs(dir)
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
+#[test]
+fn block_on_a_full_filesystem() {
+    // A sparse 1 MiB image on a 256 KiB filesystem: writes fail once it is full.
+    let fs = SmallFs::new();
+    let img = image(fs.0.path(), "disk.img", 1 << 20);
+    let r = block_run(&[block_opt(&img)], &["write", "7"]);
+    // The guest sees the error (ENOSPC) and ends by itself: no crash, no filter kill.
+    assert_eq!(r.status, 1, "{r:?}");
+    let failed_at: u64 = r
+        .stdout
+        .split("write FAILED at block ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no write error reported: {r:?}"));
+    assert!(r.stdout.contains("errno=28"), "ENOSPC: {r:?}");
+    assert!(
+        (256..2048).contains(&failed_at),
+        "failed at block {failed_at}: {r:?}"
+    );
+    // What was written before the filesystem filled up is intact, in a new run.
+    let r = block_run(&[block_opt(&img)], &["verify", "7", &failed_at.to_string()]);
+    assert_eq!(r.status, 0, "{r:?}");
+    assert!(
+        r.stdout.contains(&format!("verify ok blocks={failed_at}")),
+        "{r:?}"
+    );
+}
+
 #[test]
 fn block_read_only() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,7 +1,8 @@
 //! Block device "storage". Modes (first argument):
 //! - `check` (default): writes a pattern to every block, reads them all back, reads the last
 //!   block, then makes a raw `pread64` one block past the end, which the filter must kill;
-//! - `write SEED` / `verify SEED`: fill every block from SEED / check it is there;
+//! - `write SEED` / `verify SEED [BLOCKS]`: fill every block from SEED / check it is there
+//!   (in the first BLOCKS blocks only, if given);
 //! - `readonly`: reads block 0, then expects a write to fail;
 //! - `seqread` / `seqwrite`: one timed pass over the device, for benchmarks.
 #![no_std]
@@ -33,8 +34,15 @@ fn write_all(d: &Device, buf: &mut [u8], seed: u64) -> Result<u64, (u64, i64)> {
     Ok(blocks)
 }
 
-fn verify_all(d: &Device, buf: &mut [u8], want: &mut [u8], seed: u64) -> Result<u64, u64> {
-    let blocks = d.capacity / d.block_size;
+fn verify_all(
+    d: &Device,
+    buf: &mut [u8],
+    want: &mut [u8],
+    seed: u64,
+    limit: Option<u64>,
+) -> Result<u64, u64> {
+    let all = d.capacity / d.block_size;
+    let blocks = limit.map_or(all, |l| l.min(all));
     for b in 0..blocks {
         fill(want, seed, b);
         if block::read(d, b * d.block_size, buf).is_err() || buf != want {
@@ -63,7 +71,7 @@ fn main(ctx: &Ctx) -> i32 {
                 println!("block: write of block {b} failed: errno {e}");
                 return 1;
             }
-            if let Err(b) = verify_all(&d, buf, want, 42) {
+            if let Err(b) = verify_all(&d, buf, want, 42, None) {
                 println!("block: block {b} did not read back");
                 return 1;
             }
@@ -104,7 +112,13 @@ fn main(ctx: &Ctx) -> i32 {
                 1
             }
         },
-        "verify" => match verify_all(&d, buf, want, seed) {
+        "verify" => match verify_all(
+            &d,
+            buf,
+            want,
+            seed,
+            args.next().and_then(|a| a.parse().ok()),
+        ) {
             Ok(n) => {
                 println!("verify ok blocks={n}");
                 0
