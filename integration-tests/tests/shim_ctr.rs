@@ -557,6 +557,75 @@ fn flood_output_arrives_intact() {
     d.assert_clean(&id, None);
 }
 
+/// Resident memory of `pid` in KiB.
+fn rss_kib(pid: i32) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_stalled_console_reader_blocks_the_guest_not_the_shim() {
+    require_env!();
+    let d = Containerd::start();
+    let img = d.import_guest("flood");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let pidfile = tmp.path().join("logger.pid");
+    let logger = tmp.path().join("logger.sh");
+    // A logger that reads 100 kB, then stops reading without closing anything.
+    fs::write(
+        &logger,
+        format!(
+            "#!/bin/sh\nexec 5>&-\nhead -c 100000 <&3 > {out}\necho $$ > {pid}\nexec sleep 600\n",
+            out = out.display(),
+            pid = pidfile.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&logger, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let id = uid("stall");
+    let uri = format!("binary://{}", logger.display());
+    d.ctr_ok(&[
+        "run",
+        "-d",
+        "--log-uri",
+        &uri,
+        "--runtime",
+        RUNTIME,
+        &img,
+        &id,
+        "/flood",
+        "256",
+    ]);
+    let logger_pid: i32 = wait_for_file(&pidfile, "\n").trim().parse().unwrap();
+    let shim = d.shims()[0];
+    std::thread::sleep(Duration::from_millis(500));
+    let rss_before = rss_kib(shim);
+    std::thread::sleep(Duration::from_secs(2));
+    let rss_after = rss_kib(shim);
+    // 256 MiB take well under a second when read: the guest is blocked in its console write.
+    assert_eq!(d.task_status(&id).as_deref(), Some("RUNNING"));
+    assert!(
+        rss_after <= rss_before + 1024,
+        "the shim's memory grows with unread output: {rss_before} KiB, then {rss_after} KiB"
+    );
+    assert_eq!(fs::metadata(&out).unwrap().len(), 100_000);
+    // The reader goes away: the rest is discarded and the guest finishes.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(logger_pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    d.wait_status(&id, "STOPPED");
+    let warn = d.delete(&id);
+    assert!(!warn.contains("exit code"), "the guest exits 0: {warn}");
+    d.assert_clean(&id, None);
+}
+
 #[test]
 fn binary_log_uri_reaches_the_logger() {
     require_env!();
