@@ -3,7 +3,7 @@
 #   make test       install test dependencies, build, lint and run every test (what CI runs)
 #   make demo       run a unikernel through a private containerd with the nabla runtime
 #   make bench      run the benchmarks and print each figure next to its baseline
-#   make reliability  the long churn and fuzz runs
+#   make reliability  the long churn and fuzz runs, every fault case repeated, a table
 #   make install    install the binaries into $(PREFIX)/bin
 
 PREFIX ?= /usr/local
@@ -47,9 +47,7 @@ demo: deps all
 
 # The long versions of the reliability tests (CI runs short ones as part of `make test`).
 reliability: deps all
-	NABLA_CHURN_CYCLES=500 NABLA_FUZZ_ITERATIONS=30000 $(CARGO) test --release -p nabla-integration-tests \
-		--test reliability_churn -- --nocapture
-	NABLA_FUZZ_ITERATIONS=30000 $(CARGO) test --release -p nabla-tender --test loader_fuzz -- --nocapture
+	CARGO=$(CARGO) scripts/reliability.sh
 
 bench: deps all
 	$(CARGO) run --release -p nabla-integration-tests --bin nabla-bench

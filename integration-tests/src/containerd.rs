@@ -226,14 +226,37 @@ impl Drop for PrivateContainerd {
     }
 }
 
-/// Removes the (empty) cgroups named after the fixture's namespace, which runtimes create as
-/// the parent of the containers' own (`ctr` asks for `/<namespace>/<id>`): in every cgroup v1
-/// hierarchy, and in the v2 tree. A cgroup still in use is not removed (rmdir refuses).
+/// Removes the cgroups named after the fixture's namespace, which runtimes create as the
+/// parent of the containers' own (`ctr` asks for `/<namespace>/<id>`), and the containers' own
+/// that a failed test left behind (their processes were just killed): in every cgroup v1
+/// hierarchy, and in the v2 tree. A cgroup whose processes are still exiting is retried for a
+/// moment; one still in use is not removed (rmdir refuses).
 fn remove_namespace_cgroups(namespace: &str) {
     let root = Path::new("/sys/fs/cgroup");
-    let _ = std::fs::remove_dir(root.join(namespace));
-    for e in std::fs::read_dir(root).into_iter().flatten().flatten() {
-        let _ = std::fs::remove_dir(e.path().join(namespace));
+    let dirs: Vec<PathBuf> = std::iter::once(root.join(namespace))
+        .chain(
+            std::fs::read_dir(root)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path().join(namespace)),
+        )
+        .filter(|d| d.is_dir())
+        .collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        for d in &dirs {
+            for child in std::fs::read_dir(d).into_iter().flatten().flatten() {
+                if child.path().is_dir() {
+                    let _ = std::fs::remove_dir(child.path());
+                }
+            }
+            let _ = std::fs::remove_dir(d);
+        }
+        if dirs.iter().all(|d| !d.exists()) || std::time::Instant::now() > deadline {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
 

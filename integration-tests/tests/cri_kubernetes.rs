@@ -246,7 +246,7 @@ async fn pod_with_unikernels_through_cri() {
     .unwrap();
     let log = wait_for_log(&logs.path().join("hello.log"), "Command line is");
     assert!(log.contains("Command line is: 'from kubernetes'"), "{log}");
-    assert_eq!(c.shim_pids().len(), 1, "one shim for the pod");
+    assert_eq!(shims(&c).len(), 1, "one shim for the pod");
 
     // A Linux binary is refused clearly. CRI makes the task (where the shim looks at the
     // executable) at StartContainer, so that is the call that fails.
@@ -289,7 +289,43 @@ async fn pod_with_unikernels_through_cri() {
             .unwrap();
         assert_eq!(st.exit_code, want, "{st:?}");
     }
-    for id in [&net, &hello, &linux] {
+
+    // The kubelet restarts it: a new container (attempt 1) in the same pod, before the old one
+    // is removed, takes the pod interface again and answers at the pod IP.
+    let mut again = container_config("net", &["/net"], &["$(NABLA_IPV4)"]);
+    again.metadata.as_mut().unwrap().attempt = 1;
+    again.log_path = "net.1.log".into();
+    let net1 = cri
+        .create_container(CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(again),
+            sandbox_config: Some(pod_config.clone()),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("CreateContainer net attempt 1: {e}\n{}", c.log_tail()))
+        .into_inner()
+        .container_id;
+    cri.start_container(StartContainerRequest {
+        container_id: net1.clone(),
+    })
+    .await
+    .unwrap_or_else(|e| panic!("StartContainer net attempt 1: {e}\n{}", c.log_tail()));
+    let log = wait_for_log(&logs.path().join("net.1.log"), "net ready");
+    assert!(log.contains("net ready service0"), "CRI log: {log}");
+    let ping = Command::new("ping")
+        .args(["-c", "3", "-W", "2", &ip.to_string()])
+        .output()
+        .unwrap();
+    let ping = String::from_utf8_lossy(&ping.stdout).into_owned();
+    assert_eq!(parse_ping(&ping), Some((3, 3)), "restarted: {ping}");
+    cri.stop_container(StopContainerRequest {
+        container_id: net1.clone(),
+        timeout: 5,
+    })
+    .await
+    .unwrap();
+
+    for id in [&net, &net1, &hello, &linux] {
         cri.remove_container(RemoveContainerRequest {
             container_id: id.clone(),
         })
@@ -309,9 +345,86 @@ async fn pod_with_unikernels_through_cri() {
 
     // Nothing left: the shim is gone; the bridge CNI made is removed here.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline && !c.shim_pids().is_empty() {
+    while Instant::now() < deadline && !shims(&c).is_empty() {
         std::thread::sleep(Duration::from_millis(50));
     }
-    let left = c.shim_pids();
+    let left = shims(&c);
     assert!(left.is_empty(), "shims left: {left:?}");
+
+    // A pod whose shim is killed: reported not ready, and still cleaned up.
+    let mut second = pod_config.clone();
+    second.metadata.as_mut().unwrap().name = "nabla-pod-2".into();
+    second.metadata.as_mut().unwrap().uid = format!("uid2-{}", std::process::id());
+    let pod2 = cri
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(second),
+            runtime_handler: HANDLER.into(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("RunPodSandbox 2: {e}\n{}", c.log_tail()))
+        .into_inner()
+        .pod_sandbox_id;
+    let shim = shims(&c);
+    assert_eq!(shim.len(), 1, "{shim:?}");
+    let holders = nabla_integration_tests::containerd::children_of(shim[0]);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(shim[0]),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let state = loop {
+        let st = cri
+            .pod_sandbox_status(PodSandboxStatusRequest {
+                pod_sandbox_id: pod2.clone(),
+                verbose: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap()
+            .state;
+        if st == PodSandboxState::SandboxNotready as i32 || Instant::now() > deadline {
+            break st;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        state,
+        PodSandboxState::SandboxNotready as i32,
+        "a pod whose shim died is not ready"
+    );
+    cri.stop_pod_sandbox(StopPodSandboxRequest {
+        pod_sandbox_id: pod2.clone(),
+    })
+    .await
+    .unwrap();
+    cri.remove_pod_sandbox(RemovePodSandboxRequest {
+        pod_sandbox_id: pod2.clone(),
+    })
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let alive = |pids: &[i32]| {
+        pids.iter()
+            .filter(|p| Path::new(&format!("/proc/{p}")).exists())
+            .count()
+    };
+    while Instant::now() < deadline && (alive(&holders) > 0 || !shims(&c).is_empty()) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(alive(&holders), 0, "the pod's holder outlived its shim");
+    assert!(shims(&c).is_empty(), "{:?}", shims(&c));
+}
+
+/// The nabla shims of `c` (not the `ctr` or other clients mentioning its socket).
+fn shims(c: &PrivateContainerd) -> Vec<i32> {
+    c.shim_pids()
+        .into_iter()
+        .filter(|p| {
+            std::fs::read(format!("/proc/{p}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("containerd-shim-nabla-v2"))
+        })
+        .collect()
 }

@@ -352,13 +352,27 @@ fn kill_forwards_sigterm_and_sigkill() {
     let d = Containerd::start();
     let img = d.import_guest("clock");
     let tmp = tempfile::tempdir().unwrap();
-    for (sig, status) in [("SIGTERM", 143), ("SIGKILL", 137)] {
+    // Through containerd, and a SIGKILL of the tender from outside (an operator, the OOM
+    // killer): the same status, the same cleanup.
+    for (sig, status, direct) in [
+        ("SIGTERM", 143, false),
+        ("SIGKILL", 137, false),
+        ("SIGKILL", 137, true),
+    ] {
         let id = uid("kill");
         let log = tmp.path().join(format!("{id}.log"));
         d.run_detached(&img, &id, &log, &["/clock", "tick", "20"]);
         wait_for_file(&log, "tick 2");
         let pid = d.task_pid(&id);
-        d.ctr_ok(&["task", "kill", "-s", sig, &id]);
+        if direct {
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            )
+            .unwrap();
+        } else {
+            d.ctr_ok(&["task", "kill", "-s", sig, &id]);
+        }
         d.wait_status(&id, "STOPPED");
         let warn = d.delete(&id);
         assert!(
