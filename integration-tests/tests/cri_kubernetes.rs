@@ -232,6 +232,85 @@ async fn pod_with_unikernels_through_cri() {
         .any(|_| udp_echo(&sock, SocketAddr::from((ip, 7)), b"from the node").unwrap_or(false));
     assert!(echoed, "UDP echo at the pod IP {ip}");
 
+    // In-place resize (UpdateContainerResources): memory and CPU limits change; a memory
+    // limit below the guest's memory and a cpuset are refused, changing nothing.
+    let info = cri
+        .container_status(ContainerStatusRequest {
+            container_id: net.clone(),
+            verbose: true,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .info;
+    let pid = serde_json::from_str::<serde_json::Value>(&info["info"]).unwrap()["pid"]
+        .as_u64()
+        .expect("the task's pid");
+    let cgroup_file = |ctl: &str, file: &str| {
+        let procs = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+        let path = procs
+            .lines()
+            .find_map(|l| {
+                let mut f = l.splitn(3, ':');
+                let (_, ctls, path) = (f.next()?, f.next()?, f.next()?);
+                ctls.split(',').any(|c| c == ctl).then(|| path.to_string())
+            })
+            .unwrap();
+        std::fs::read_to_string(
+            Path::new("/sys/fs/cgroup")
+                .join(ctl)
+                .join(path.trim_start_matches('/'))
+                .join(file),
+        )
+        .unwrap()
+        .trim()
+        .to_string()
+    };
+    let resize = |linux: LinuxContainerResources| UpdateContainerResourcesRequest {
+        container_id: net.clone(),
+        linux: Some(linux),
+        ..Default::default()
+    };
+    cri.update_container_resources(resize(LinuxContainerResources {
+        memory_limit_in_bytes: 600 << 20,
+        cpu_period: 100_000,
+        cpu_quota: 50_000,
+        cpu_shares: 512,
+        ..Default::default()
+    }))
+    .await
+    .unwrap_or_else(|e| panic!("UpdateContainerResources: {e}\n{}", c.log_tail()));
+    assert_eq!(
+        cgroup_file("memory", "memory.limit_in_bytes"),
+        (600u64 << 20).to_string()
+    );
+    assert_eq!(cgroup_file("cpu", "cpu.cfs_quota_us"), "50000");
+    assert_eq!(cgroup_file("cpu", "cpu.shares"), "512");
+    let err = cri
+        .update_container_resources(resize(LinuxContainerResources {
+            memory_limit_in_bytes: 256 << 20,
+            ..Default::default()
+        }))
+        .await
+        .expect_err("a limit below the guest's memory");
+    assert!(
+        err.message().contains("the guest's memory is 512 MiB"),
+        "{}",
+        err.message()
+    );
+    let err = cri
+        .update_container_resources(resize(LinuxContainerResources {
+            cpuset_cpus: "0".into(),
+            ..Default::default()
+        }))
+        .await
+        .expect_err("a cpuset");
+    assert!(err.message().contains("cpuset"), "{}", err.message());
+    assert_eq!(
+        cgroup_file("memory", "memory.limit_in_bytes"),
+        (600u64 << 20).to_string()
+    );
+
     // A second unikernel in the same pod, in the same shim.
     let hello = cri
         .create_container(create("hello", &["/hello"], &["from", "kubernetes"]))

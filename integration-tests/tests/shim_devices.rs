@@ -607,3 +607,102 @@ fn unknown_spec_fields_are_ignored_as_oci_requires() {
         text(&out)
     );
 }
+
+/// The cgroup v1 path of `pid` in hierarchy `ctl` (from `/proc/PID/cgroup`).
+fn cgroup_of(pid: &str, ctl: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, ctls, path) = (f.next()?, f.next()?, f.next()?);
+            ctls.split(',').any(|c| c == ctl).then(|| path.to_string())
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn systemd_cgroup_path_and_pids_limit() {
+    if !Path::new("/sys/fs/cgroup/pids").is_dir() {
+        eprintln!("skipped: no cgroup v1 pids hierarchy on this host");
+        return;
+    }
+    let f = Fixture::new();
+    let rootfs = f.dir.path().join("rootfs");
+    std::fs::create_dir_all(&rootfs).unwrap();
+    std::fs::copy(
+        nabla_integration_tests::tender::guest("clock"),
+        rootfs.join("clock"),
+    )
+    .unwrap();
+    let id = unique("sysd");
+    let slice = format!("nablatest{}", std::process::id());
+    let path = spec_with_hooks(
+        &f,
+        &rootfs,
+        &["/clock", "tick", "50"],
+        serde_json::json!({}),
+    );
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    spec["linux"]["cgroupsPath"] = serde_json::json!(format!("{slice}-pods.slice:nabla:{id}"));
+    spec["linux"]["resources"]["pids"] = serde_json::json!({"limit": 7});
+    spec["linux"]["resources"]["memory"] = serde_json::json!({"limit": 128u64 << 20});
+    std::fs::write(&path, serde_json::to_vec(&spec).unwrap()).unwrap();
+    let out =
+        f.c.ctr(&["run", "-d", "--runtime", NABLA, "--config", &path, &id]);
+    assert!(out.status.success(), "{}", text(&out));
+    let ls = text(&f.c.ctr(&["task", "ls"]));
+    let pid = ls
+        .lines()
+        .find(|l| l.starts_with(&id))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or_else(|| panic!("{ls}"))
+        .to_string();
+    let want = format!("/{slice}.slice/{slice}-pods.slice/nabla-{id}.scope");
+    let placed = (cgroup_of(&pid, "pids"), cgroup_of(&pid, "memory"));
+    let dir = Path::new("/sys/fs/cgroup/pids").join(want.trim_start_matches('/'));
+    let pids_max = std::fs::read_to_string(dir.join("pids.max")).unwrap_or_default();
+    let mem_limit = std::fs::read_to_string(
+        Path::new("/sys/fs/cgroup/memory")
+            .join(want.trim_start_matches('/'))
+            .join("memory.limit_in_bytes"),
+    )
+    .unwrap_or_default();
+    let _ = f.c.ctr(&["task", "kill", "-s", "SIGKILL", &id]);
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = f.c.ctr(&["task", "delete", &id]);
+    let _ = f.c.ctr(&["container", "rm", &id]);
+    let gone = !dir.exists();
+    // The slices above the scope are the system's (systemd's, on a systemd host); remove the
+    // test's own.
+    for ctl in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let top = ctl.path().join(format!("{slice}.slice"));
+        let _ = std::fs::remove_dir(top.join(format!("{slice}-pods.slice")));
+        let _ = std::fs::remove_dir(&top);
+    }
+    assert_eq!(
+        placed,
+        (want.clone(), want),
+        "placed where systemd would put it"
+    );
+    assert_eq!(pids_max.trim(), "7");
+    assert_eq!(mem_limit.trim(), (128u64 << 20).to_string());
+    assert!(gone, "the scope's cgroup is removed on delete");
+
+    // A malformed systemd path is a clear Create error.
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    spec["linux"]["cgroupsPath"] = serde_json::json!("not-a-slice:x");
+    std::fs::write(&path, serde_json::to_vec(&spec).unwrap()).unwrap();
+    let bad = unique("sysdbad");
+    let out =
+        f.c.ctr(&["run", "--rm", "--runtime", NABLA, "--config", &path, &bad]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("neither a path nor the systemd form slice:prefix:name"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(f.leftover_tasks().trim(), "");
+}

@@ -2,7 +2,10 @@
 //! Resume freeze and thaw, what Stats reads, and what Delete removes.
 //!
 //! The path is the spec's `linux.cgroupsPath` (containerd's `ctr` sets `/NS/ID`), or
-//! `/nabla/NS/ID` when the spec has none. On a cgroup v1 (or hybrid) host the group is made in
+//! `/nabla/NS/ID` when the spec has none. The systemd form `slice:prefix:name` (kubelet with
+//! the systemd cgroup driver) names the place systemd would give the container,
+//! `/a.slice/a-b.slice/prefix-name.scope`; the group is made there directly in the cgroup
+//! filesystem, not through systemd's D-Bus API. On a cgroup v1 (or hybrid) host the group is made in
 //! the freezer, memory, cpu, cpuacct and pids hierarchies; on a unified host in cgroup2.
 
 use std::path::Path;
@@ -10,7 +13,8 @@ use std::path::Path;
 use cgroups_rs::fs::cpu::CpuController;
 use cgroups_rs::fs::freezer::FreezerController;
 use cgroups_rs::fs::memory::MemController;
-use cgroups_rs::fs::{hierarchies, Cgroup};
+use cgroups_rs::fs::pid::PidController;
+use cgroups_rs::fs::{hierarchies, Cgroup, MaxValue};
 use cgroups_rs::CgroupPid;
 use cgroups_rs::FreezerState;
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
@@ -32,6 +36,15 @@ pub enum CgroupError {
         /// The cause.
         message: String,
     },
+    /// `linux.cgroupsPath` in the systemd form, malformed.
+    #[error(
+        "linux.cgroupsPath {0:?} is neither a path nor the systemd form slice:prefix:name \
+         (e.g. kubepods-besteffort.slice:cri-containerd:ID)"
+    )]
+    BadSystemdPath(String),
+    /// An Update asks for something that cannot change for a unikernel.
+    #[error("cannot update {0}")]
+    Update(String),
 }
 
 /// The container's cgroup.
@@ -48,13 +61,67 @@ impl std::fmt::Debug for ContainerCgroup {
     }
 }
 
-/// The cgroup path for a container: the spec's `cgroupsPath`, else `/nabla/NS/ID`.
-pub fn path_for(spec_path: Option<&str>, namespace: &str, id: &str) -> String {
+/// The cgroup path for a container: the spec's `cgroupsPath` (a path, or the systemd form
+/// `slice:prefix:name`), else `/nabla/NS/ID`.
+pub fn path_for(spec_path: Option<&str>, namespace: &str, id: &str) -> Result<String, CgroupError> {
     match spec_path.filter(|p| !p.is_empty()) {
-        // systemd-style "slice:prefix:name" paths are not handled by cgroupfs; use ours.
-        Some(p) if !p.contains(':') => p.to_string(),
-        _ => format!("/nabla/{namespace}/{id}"),
+        Some(p) if p.contains(':') => {
+            systemd_path(p).ok_or_else(|| CgroupError::BadSystemdPath(p.to_string()))
+        }
+        Some(p) => Ok(p.to_string()),
+        None => Ok(format!("/nabla/{namespace}/{id}")),
     }
+}
+
+/// Where systemd puts slice `name` (`a-b.slice` → `/a.slice/a-b.slice`; `-.slice` is the root).
+fn expand_slice(name: &str) -> Option<String> {
+    let stem = name.strip_suffix(".slice")?;
+    if name.contains('/') || stem.is_empty() {
+        return None;
+    }
+    if stem == "-" {
+        return Some(String::new());
+    }
+    let mut path = String::new();
+    let mut unit = String::new();
+    for (i, part) in stem.split('-').enumerate() {
+        if part.is_empty() {
+            return None;
+        }
+        if i > 0 {
+            unit.push('-');
+        }
+        unit.push_str(part);
+        path.push('/');
+        path.push_str(&unit);
+        path.push_str(".slice");
+    }
+    Some(path)
+}
+
+/// The cgroupfs path of systemd cgroup path `slice:prefix:name`, as runc's systemd driver
+/// places it: an empty slice is `system.slice`; the unit is `prefix-name.scope`, or `name`
+/// itself when it is a slice.
+fn systemd_path(p: &str) -> Option<String> {
+    let mut parts = p.split(':');
+    let (slice, prefix, name) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || name.is_empty() || name.contains('/') || prefix.contains('/') {
+        return None;
+    }
+    let slice = if slice.is_empty() {
+        "system.slice"
+    } else {
+        slice
+    };
+    if name.ends_with(".slice") {
+        return expand_slice(name).filter(|p| !p.is_empty());
+    }
+    let unit = if prefix.is_empty() {
+        format!("{name}.scope")
+    } else {
+        format!("{prefix}-{name}.scope")
+    };
+    Some(format!("{}/{unit}", expand_slice(slice)?))
 }
 
 impl ContainerCgroup {
@@ -99,7 +166,7 @@ impl ContainerCgroup {
         }
     }
 
-    /// Applies the spec's memory and CPU limits (`linux.resources`), as runc would.
+    /// Applies the spec's memory, CPU and pids limits (`linux.resources`), as runc would.
     pub fn apply(&self, res: &LinuxResources) -> Result<(), CgroupError> {
         if let Some(limit) = res
             .memory()
@@ -130,7 +197,80 @@ impl ContainerCgroup {
                     .map_err(|e| self.err("set cpu quota", e))?;
             }
         }
+        if let Some(pids) = res.pids() {
+            let ctl = self
+                .cg
+                .controller_of::<PidController>()
+                .ok_or_else(|| self.err("pids limit", "no pids controller"))?;
+            let max = match pids.limit() {
+                l if l > 0 => MaxValue::Value(l),
+                _ => MaxValue::Max,
+            };
+            ctl.set_pid_max(max)
+                .map_err(|e| self.err("set pids limit", e))?;
+        }
         Ok(())
+    }
+
+    /// Applies an Update: memory, CPU and pids limits change; a memory limit the guest's
+    /// memory (`guest_bytes`, fixed when it started) plus the tender's headroom would not fit
+    /// in, and every other resource (cpusets, hugepages, block I/O, network, RDMA, unified
+    /// keys), are refused before anything changes; device rules are ignored.
+    pub fn update(&self, res: &LinuxResources, guest_bytes: u64) -> Result<(), CgroupError> {
+        // Device rules come along with every CRI update (the whole resources of the spec);
+        // they are ignored, as at Create: the tender's filter, not the device cgroup, decides
+        // what the guest can reach.
+        let mut refused = Vec::new();
+        if res.cpu().as_ref().is_some_and(|c| {
+            c.cpus().as_ref().is_some_and(|v| !v.is_empty())
+                || c.mems().as_ref().is_some_and(|v| !v.is_empty())
+                || c.realtime_runtime().is_some_and(|v| v != 0)
+                || c.realtime_period().is_some_and(|v| v != 0)
+        }) {
+            refused.push("cpuset or realtime CPU settings");
+        }
+        if res
+            .hugepage_limits()
+            .as_ref()
+            .is_some_and(|h| h.iter().any(|l| l.limit() > 0))
+        {
+            refused.push("hugepage limits");
+        }
+        if res.block_io().is_some() {
+            refused.push("block I/O weights and throttles");
+        }
+        if res.network().is_some() || res.rdma().as_ref().is_some_and(|r| !r.is_empty()) {
+            refused.push("network or RDMA resources");
+        }
+        if res.unified().as_ref().is_some_and(|u| !u.is_empty()) {
+            refused.push("unified (cgroup v2) keys");
+        }
+        if !refused.is_empty() {
+            return Err(CgroupError::Update(format!(
+                "{}: a unikernel container can change its memory, CPU and pids limits only",
+                refused.join(", ")
+            )));
+        }
+        if let Some(m) = res.memory() {
+            if let Some(limit) = m.limit().filter(|l| *l > 0) {
+                let need = guest_bytes + crate::spec_map::TENDER_HEADROOM_MIB * 1024 * 1024;
+                if (limit as u64) < need {
+                    return Err(CgroupError::Update(format!(
+                        "the memory limit to {} MiB: the guest's memory is {} MiB, fixed when it \
+                         started, and the tender needs {} MiB beside it (at least {} MiB)",
+                        limit as u64 >> 20,
+                        guest_bytes >> 20,
+                        crate::spec_map::TENDER_HEADROOM_MIB,
+                        need.div_ceil(1 << 20)
+                    )));
+                }
+            }
+            if m.reservation().is_some() || m.swap().is_some() || m.kernel().is_some() {
+                // Accepted and ignored, as for a runc container on a host without them.
+                tracing::debug!(cgroup = %self.path, "memory settings other than the limit ignored");
+            }
+        }
+        self.apply(res)
     }
 
     /// Moves process `pid` into the cgroup.
@@ -235,5 +375,44 @@ impl ContainerCgroup {
     /// Whether the cgroup still exists in any hierarchy.
     pub fn exists(&self) -> bool {
         self.cg.exists()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cgroup_paths() {
+        assert_eq!(path_for(None, "k8s.io", "c1").unwrap(), "/nabla/k8s.io/c1");
+        assert_eq!(path_for(Some("/ns/c1"), "ns", "c1").unwrap(), "/ns/c1");
+        assert_eq!(
+            path_for(
+                Some("kubepods-besteffort-pod12.slice:cri-containerd:abc"),
+                "k8s.io",
+                "abc"
+            )
+            .unwrap(),
+            "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod12.slice/cri-containerd-abc.scope"
+        );
+        assert_eq!(
+            path_for(Some(":nabla:x"), "n", "x").unwrap(),
+            "/system.slice/nabla-x.scope"
+        );
+        assert_eq!(path_for(Some("-.slice::x"), "n", "x").unwrap(), "/x.scope");
+        assert_eq!(
+            path_for(Some("system.slice:p:my-pod.slice"), "n", "x").unwrap(),
+            "/my.slice/my-pod.slice"
+        );
+        for bad in [
+            "a:b",
+            "notaslice:p:x",
+            "a.slice:p:",
+            "a--b.slice:p:x",
+            "a.slice:p:x:y",
+            "a.slice:p:../x",
+        ] {
+            assert!(path_for(Some(bad), "n", "x").is_err(), "{bad}");
+        }
     }
 }

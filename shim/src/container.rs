@@ -83,6 +83,8 @@ pub struct Container {
     /// The tender (or, until Start, the holder of a container whose network is configured
     /// after Create).
     pub tender: Tender,
+    /// The guest's memory in bytes (0 until its tender is ready).
+    pub guest_bytes: u64,
     /// What Start launches in place of the holder, for such a container.
     pub pending: Option<crate::late_network::Pending>,
     /// Opens the tender's stderr at Start.

@@ -100,7 +100,8 @@ impl Shim for NablaShim {
                 .and_then(|p| p.to_str()),
             &self.namespace,
             &self.id,
-        );
+        )
+        .unwrap_or_else(|_| format!("/nabla/{}/{}", self.namespace, self.id));
         let _ = ContainerCgroup::open(&cg_path).remove();
         let root = spec
             .as_ref()

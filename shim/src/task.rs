@@ -161,7 +161,8 @@ impl TaskService {
                 .and_then(|p| p.to_str()),
             &self.namespace,
             &id,
-        );
+        )
+        .map_err(|e| ShimError::InvalidArgument(e.to_string()))?;
 
         // From here on, everything made is undone on failure.
         let mounted = if req.rootfs.is_empty() {
@@ -378,6 +379,7 @@ impl TaskService {
             stdio: stdio.clone(),
             cgroup: Some(cgroup),
             tender,
+            guest_bytes: ready.as_ref().map_or(0, |r| r.mem_size),
             pending: None,
             stderr_gate,
             reaped: false,
@@ -470,6 +472,7 @@ impl TaskService {
             }
         };
         let pid = tender.pid();
+        c.guest_bytes = ready.mem_size;
         set_oom_score_adj(&c.id, pid, oom_score_adj);
         let waiter = tender.waiter();
         let holder = std::mem::replace(&mut c.tender, tender);
@@ -1078,8 +1081,34 @@ impl Task for TaskService {
     async fn update(
         &self,
         _ctx: &TtrpcContext,
-        _req: api::UpdateTaskRequest,
+        req: api::UpdateTaskRequest,
     ) -> ttrpc::Result<api::Empty> {
-        Err(unsupported("updating resources of a running container"))
+        let shared = self.get(&req.id).await?;
+        let Some(any) = req.resources.as_ref() else {
+            return Ok(api::Empty::new());
+        };
+        // containerd sends the OCI LinuxResources as JSON in an Any.
+        let res: oci_spec::runtime::LinuxResources =
+            serde_json::from_slice(&any.value).map_err(|e| {
+                ShimError::InvalidArgument(format!(
+                    "update of {}: resources are not OCI LinuxResources ({}): {e}",
+                    req.id, any.type_url
+                ))
+            })?;
+        let c = shared.lock().await;
+        if c.state == State::Stopped {
+            return Err(ShimError::FailedPrecondition(format!(
+                "container {} has exited: nothing to update",
+                req.id
+            ))
+            .into());
+        }
+        let cg = c.cgroup.as_ref().ok_or_else(|| {
+            ShimError::FailedPrecondition(format!("container {} has no cgroup", req.id))
+        })?;
+        cg.update(&res, c.guest_bytes)
+            .map_err(|e| ShimError::InvalidArgument(format!("container {}: {e}", req.id)))?;
+        tracing::info!(container = %req.id, "resources updated");
+        Ok(api::Empty::new())
     }
 }
