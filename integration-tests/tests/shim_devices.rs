@@ -706,3 +706,48 @@ fn systemd_cgroup_path_and_pids_limit() {
     );
     assert_eq!(f.leftover_tasks().trim(), "");
 }
+
+#[test]
+fn a_guest_over_its_memory_limit_is_oom_killed_and_reported() {
+    // The annotation gives the guest more memory than the cgroup allows: touching it brings
+    // the OOM killer, and containerd hears TaskOOM before the exit.
+    let f = Fixture::new();
+    let img = f.image("memtouch");
+    let mut events =
+        f.c.ctr_command()
+            .arg("events")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let id = unique("oom");
+    let limit = (64u64 << 20).to_string();
+    let out = f.c.ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        NABLA,
+        "--memory-limit",
+        &limit,
+        "--annotation",
+        "nabla.io/memory=256",
+        &img,
+        &id,
+        "/memtouch",
+        "200",
+    ]);
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = events.kill();
+    let seen = events.wait_with_output().unwrap();
+    let seen = String::from_utf8_lossy(&seen.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(137), "{}", text(&out));
+    let mine: Vec<&str> = seen.lines().filter(|l| l.contains(&id)).collect();
+    let oom = mine.iter().position(|l| l.contains("/tasks/oom"));
+    let exit = mine.iter().position(|l| l.contains("/tasks/exit"));
+    assert!(
+        matches!((oom, exit), (Some(o), Some(e)) if o < e),
+        "TaskOOM, then TaskExit: {mine:#?}"
+    );
+    assert_eq!(f.leftover_tasks().trim(), "");
+}

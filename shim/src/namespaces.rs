@@ -4,8 +4,9 @@
 //! host's namespaces, where tools that configure "the container's" namespace through its pid
 //! (`ctr run --cni`, CNI hooks) would change the host's.
 //!
-//! The pid namespace is not set up: a new one would need the tender to be forked as its
-//! init; the tender's filter forbids every process-related system call anyway.
+//! The pid namespace is not set up: the tender's filter forbids every process-related system
+//! call anyway, and as a namespace's init the tender would ignore SIGTERM (the kernel drops
+//! signals an init has no handler for), breaking graceful stops.
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};
