@@ -15,14 +15,28 @@ const T: Duration = Duration::from_secs(10);
 
 #[test]
 fn filter_installed_and_only_guest_fds_left() {
-    let mut child = Command::new(tender_bin())
-        .arg(guest("clock"))
+    let mut cmd = Command::new(tender_bin());
+    cmd.arg(guest("clock"))
         .args(["tick", "20"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::piped());
+    // Started with signals ignored and blocked (as nohup or a careless parent would): the
+    // guest must still run with every disposition default and nothing blocked.
+    // SAFETY: signal and sigprocmask are async-signal-safe; the closure allocates nothing.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            for sig in [libc::SIGHUP, libc::SIGINT, libc::SIGPIPE, libc::SIGTERM] {
+                libc::signal(sig, libc::SIG_IGN);
+            }
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGUSR1);
+            libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
     let pid = child.id();
     // Wait for the first tick: the guest is running, so the filter is in place.
     let mut stdout = child.stdout.take().unwrap();
@@ -43,7 +57,7 @@ fn filter_installed_and_only_guest_fds_left() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
-    let sigs = (field("SigCgt:"), field("SigBlk:"));
+    let sigs = (field("SigCgt:"), field("SigIgn:"), field("SigBlk:"));
     child.kill().unwrap();
     child.wait().unwrap();
 
@@ -52,8 +66,12 @@ fn filter_installed_and_only_guest_fds_left() {
     assert_eq!(field("Seccomp_filters:"), "1", "{status}");
     assert_eq!(
         sigs,
-        ("0000000000000000".into(), "0000000000000000".into()),
-        "no handlers, empty mask"
+        (
+            "0000000000000000".into(),
+            "0000000000000000".into(),
+            "0000000000000000".into()
+        ),
+        "no handlers, nothing ignored, empty mask"
     );
     let want: BTreeSet<String> = ["1", "4", "5"].iter().map(|s| s.to_string()).collect();
     assert_eq!(fds, want, "only console, epoll and timer fds remain");

@@ -41,15 +41,35 @@ pub fn close_fds_except(from: RawFd, keep: &[RawFd]) -> Result<(), nix::Error> {
 }
 
 fn reset_signals() {
-    // SAFETY: sigaction/sigprocmask/sigaltstack with valid, fully initialised arguments;
+    // The kernel's struct sigaction: glibc's wrapper refuses its own internal signals (32, 33),
+    // which may arrive ignored all the same.
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: u64,
+        restorer: usize,
+        mask: u64,
+    }
+    let dfl = KernelSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    // SAFETY: rt_sigaction/sigprocmask/sigaltstack with valid, fully initialised arguments;
     // restoring defaults cannot break invariants of the single-threaded tender, which runs
     // no more Rust code that relies on its handlers.
     unsafe {
-        let mut dfl: libc::sigaction = std::mem::zeroed();
-        dfl.sa_sigaction = libc::SIG_DFL;
-        for sig in 1..=libc::SIGRTMAX() {
-            // SIGKILL, SIGSTOP and the libc-internal signals refuse; that is fine.
-            libc::sigaction(sig, &dfl, std::ptr::null_mut());
+        // Every signal, ignored ones included (SIG_IGN survives exec); SIGKILL and SIGSTOP
+        // cannot be changed.
+        for sig in (1..=64u64).filter(|s| *s != 9 && *s != 19) {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &dfl as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            );
         }
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
