@@ -311,6 +311,45 @@ async fn pod_with_unikernels_through_cri() {
         (600u64 << 20).to_string()
     );
 
+    // A second NIC unikernel while the pod's one interface is taken: a clear error, and the
+    // first keeps answering.
+    let mut second_nic = container_config("net", &["/net"], &["$(NABLA_IPV4)"]);
+    second_nic.metadata.as_mut().unwrap().name = "net-b".into();
+    second_nic.log_path = "net-b.log".into();
+    let net_b = cri
+        .create_container(CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(second_nic),
+            sandbox_config: Some(pod_config.clone()),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .container_id;
+    let err = cri
+        .start_container(StartContainerRequest {
+            container_id: net_b.clone(),
+        })
+        .await
+        .expect_err("a second guest on the pod's only interface");
+    assert!(
+        err.message()
+            .contains("is already connected to another unikernel's tap"),
+        "{}",
+        err.message()
+    );
+    cri.remove_container(RemoveContainerRequest {
+        container_id: net_b.clone(),
+    })
+    .await
+    .unwrap();
+    let ping = Command::new("ping")
+        .args(["-c", "1", "-W", "2", &ip.to_string()])
+        .output()
+        .unwrap();
+    let ping = String::from_utf8_lossy(&ping.stdout).into_owned();
+    assert_eq!(parse_ping(&ping), Some((1, 1)), "after the refusal: {ping}");
+
     // A second unikernel in the same pod, in the same shim.
     let hello = cri
         .create_container(create("hello", &["/hello"], &["from", "kubernetes"]))
