@@ -176,6 +176,17 @@ state = "{b}/state"
         processes_mentioning(&needle)
     }
 
+    /// The nabla shims this containerd started (not `ctr` or other clients of its socket).
+    pub fn nabla_shim_pids(&self) -> Vec<i32> {
+        self.shim_pids()
+            .into_iter()
+            .filter(|p| {
+                std::fs::read(format!("/proc/{p}/cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains("containerd-shim-nabla-v2"))
+            })
+            .collect()
+    }
+
     /// Stops the daemon only (SIGTERM, then SIGKILL); shims and state stay, as in an outage.
     pub fn stop_daemon(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -6,5 +6,6 @@ pub mod elf_edit;
 pub mod native;
 pub mod netns;
 pub mod oci_image;
+pub mod procfs;
 pub mod stats;
 pub mod tender;

@@ -12,6 +12,7 @@ use k8s_cri::v1::*;
 use nabla_integration_tests::containerd::{containerd_bin_dir, PrivateContainerd};
 use nabla_integration_tests::netns::{parse_ping, udp_echo};
 use nabla_integration_tests::oci_image::OciImage;
+use nabla_integration_tests::procfs::cgroup_path;
 use nabla_integration_tests::tender::guest;
 use tonic::transport::{Channel, Endpoint, Uri};
 
@@ -247,15 +248,7 @@ async fn pod_with_unikernels_through_cri() {
         .as_u64()
         .expect("the task's pid");
     let cgroup_file = |ctl: &str, file: &str| {
-        let procs = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-        let path = procs
-            .lines()
-            .find_map(|l| {
-                let mut f = l.splitn(3, ':');
-                let (_, ctls, path) = (f.next()?, f.next()?, f.next()?);
-                ctls.split(',').any(|c| c == ctl).then(|| path.to_string())
-            })
-            .unwrap();
+        let path = cgroup_path(pid as u32, ctl).unwrap();
         std::fs::read_to_string(
             Path::new("/sys/fs/cgroup")
                 .join(ctl)
@@ -364,7 +357,7 @@ async fn pod_with_unikernels_through_cri() {
     .unwrap();
     let log = wait_for_log(&logs.path().join("hello.log"), "Command line is");
     assert!(log.contains("Command line is: 'from kubernetes'"), "{log}");
-    assert_eq!(shims(&c).len(), 1, "one shim for the pod");
+    assert_eq!(c.nabla_shim_pids().len(), 1, "one shim for the pod");
 
     // A Linux binary is refused clearly. CRI makes the task (where the shim looks at the
     // executable) at StartContainer, so that is the call that fails.
@@ -463,10 +456,10 @@ async fn pod_with_unikernels_through_cri() {
 
     // Nothing left: the shim is gone; the bridge CNI made is removed here.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline && !shims(&c).is_empty() {
+    while Instant::now() < deadline && !c.nabla_shim_pids().is_empty() {
         std::thread::sleep(Duration::from_millis(50));
     }
-    let left = shims(&c);
+    let left = c.nabla_shim_pids();
     assert!(left.is_empty(), "shims left: {left:?}");
 
     // A pod whose shim is killed: reported not ready, and still cleaned up.
@@ -482,7 +475,7 @@ async fn pod_with_unikernels_through_cri() {
         .unwrap_or_else(|e| panic!("RunPodSandbox 2: {e}\n{}", c.log_tail()))
         .into_inner()
         .pod_sandbox_id;
-    let shim = shims(&c);
+    let shim = c.nabla_shim_pids();
     assert_eq!(shim.len(), 1, "{shim:?}");
     let holders = nabla_integration_tests::containerd::children_of(shim[0]);
     nix::sys::signal::kill(
@@ -529,20 +522,9 @@ async fn pod_with_unikernels_through_cri() {
             .filter(|p| Path::new(&format!("/proc/{p}")).exists())
             .count()
     };
-    while Instant::now() < deadline && (alive(&holders) > 0 || !shims(&c).is_empty()) {
+    while Instant::now() < deadline && (alive(&holders) > 0 || !c.nabla_shim_pids().is_empty()) {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(alive(&holders), 0, "the pod's holder outlived its shim");
-    assert!(shims(&c).is_empty(), "{:?}", shims(&c));
-}
-
-/// The nabla shims of `c` (not the `ctr` or other clients mentioning its socket).
-fn shims(c: &PrivateContainerd) -> Vec<i32> {
-    c.shim_pids()
-        .into_iter()
-        .filter(|p| {
-            std::fs::read(format!("/proc/{p}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("containerd-shim-nabla-v2"))
-        })
-        .collect()
+    assert!(c.nabla_shim_pids().is_empty(), "{:?}", c.nabla_shim_pids());
 }

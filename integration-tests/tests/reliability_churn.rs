@@ -18,6 +18,7 @@ use nabla_integration_tests::containerd::{
     mounts_under, processes_mentioning, unique, PrivateContainerd,
 };
 use nabla_integration_tests::oci_image::guest_image;
+use nabla_integration_tests::procfs;
 
 const NABLA: &str = "io.containerd.nabla.v2";
 
@@ -33,16 +34,7 @@ fn dir_entries(p: &Path) -> BTreeSet<String> {
 
 /// Open descriptors and resident memory (KiB) of process `pid`.
 fn fds_and_rss(pid: i32) -> (usize, u64) {
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| d.count())
-        .unwrap_or(0);
-    let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        .unwrap_or(0);
-    (fds, rss)
+    (procfs::fd_count(pid), procfs::rss_kib(pid))
 }
 
 fn tenders() -> usize {
@@ -91,14 +83,7 @@ fn churn_with_mixed_endings_leaves_nothing_behind() {
         assert!(Instant::now() < deadline, "the printer never printed");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let shims: Vec<i32> = c
-        .shim_pids()
-        .into_iter()
-        .filter(|p| {
-            std::fs::read(format!("/proc/{p}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("containerd-shim-nabla-v2"))
-        })
-        .collect();
+    let shims = c.nabla_shim_pids();
     assert_eq!(shims.len(), 1, "{shims:?}");
     let group_shim = shims[0];
     let (fds_alone, rss_alone) = fds_and_rss(group_shim);

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use nabla_integration_tests::containerd::{containerd_bin_dir, unique as uid, PrivateContainerd};
 use nabla_integration_tests::elf_edit::{ElfEdit, NOTE_ABI};
 use nabla_integration_tests::oci_image::OciImage;
+use nabla_integration_tests::procfs::rss_kib;
 use nabla_integration_tests::tender::{bin_dir, workspace_root};
 
 const RUNTIME: &str = "io.containerd.nabla.v2";
@@ -207,15 +208,7 @@ impl Containerd {
 
     /// Shim processes this containerd started.
     fn shims(&self) -> Vec<i32> {
-        self.inner
-            .shim_pids()
-            .into_iter()
-            .filter(|p| {
-                fs::read(format!("/proc/{p}/cmdline"))
-                    .map(|c| String::from_utf8_lossy(&c).contains("containerd-shim-nabla-v2"))
-                    .unwrap_or(false)
-            })
-            .collect()
+        self.inner.nabla_shim_pids()
     }
 
     /// Checks that nothing of container `id` is left: no task, no mount, no cgroup, no
@@ -569,16 +562,6 @@ fn flood_output_arrives_intact() {
         assert_eq!(line[63], b'\n');
     }
     d.assert_clean(&id, None);
-}
-
-/// Resident memory of `pid` in KiB.
-fn rss_kib(pid: i32) -> u64 {
-    fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }
 
 #[test]

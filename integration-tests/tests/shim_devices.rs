@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use nabla_integration_tests::containerd::{unique, PrivateContainerd};
 use nabla_integration_tests::netns::{udp_echo, NetNs};
 use nabla_integration_tests::oci_image::guest_image;
+use nabla_integration_tests::procfs::cgroup_path;
 use nabla_integration_tests::tender::LiveTender;
 
 const NABLA: &str = "io.containerd.nabla.v2";
@@ -608,19 +609,6 @@ fn unknown_spec_fields_are_ignored_as_oci_requires() {
     );
 }
 
-/// The cgroup v1 path of `pid` in hierarchy `ctl` (from `/proc/PID/cgroup`).
-fn cgroup_of(pid: &str, ctl: &str) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
-        .unwrap()
-        .lines()
-        .find_map(|l| {
-            let mut f = l.splitn(3, ':');
-            let (_, ctls, path) = (f.next()?, f.next()?, f.next()?);
-            ctls.split(',').any(|c| c == ctl).then(|| path.to_string())
-        })
-        .unwrap_or_default()
-}
-
 #[test]
 fn systemd_cgroup_path_and_pids_limit() {
     if !Path::new("/sys/fs/cgroup/pids").is_dir() {
@@ -660,7 +648,11 @@ fn systemd_cgroup_path_and_pids_limit() {
         .unwrap_or_else(|| panic!("{ls}"))
         .to_string();
     let want = format!("/{slice}.slice/{slice}-pods.slice/nabla-{id}.scope");
-    let placed = (cgroup_of(&pid, "pids"), cgroup_of(&pid, "memory"));
+    let pid: u32 = pid.parse().unwrap();
+    let placed = (
+        cgroup_path(pid, "pids").unwrap_or_default(),
+        cgroup_path(pid, "memory").unwrap_or_default(),
+    );
     let dir = Path::new("/sys/fs/cgroup/pids").join(want.trim_start_matches('/'));
     let pids_max = std::fs::read_to_string(dir.join("pids.max")).unwrap_or_default();
     let mem_limit = std::fs::read_to_string(
