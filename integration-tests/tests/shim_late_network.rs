@@ -175,7 +175,13 @@ fn ctr_run_cni_reaches_the_guest_at_its_cni_address() {
     // ctr ran CNI DEL; the namespace went with the tender, its tap and veth with it.
     assert!(gone(&id), "{:?}", processes_mentioning(&id));
     assert!(cni.leases().is_empty(), "{:?}", cni.leases());
-    let links = cni.node.links();
+    // The kernel tears a dead namespace down asynchronously.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut links = cni.node.links();
+    while Instant::now() < deadline && links.iter().any(|l| l.starts_with("veth")) {
+        std::thread::sleep(Duration::from_millis(100));
+        links = cni.node.links();
+    }
     assert!(
         !links.iter().any(|l| l.starts_with("veth")),
         "the container's veth went with its namespace: {links:?}"

@@ -176,8 +176,34 @@ impl TaskService {
                 .map_err(|e| ShimError::Internal(e.to_string()))?;
             Some(rootfs_dir.clone())
         };
-        phases.mark("spec+mount");
-        let undo_mount = |m: &Option<PathBuf>| {
+        // The cgroup, with its limits, before any process: each joins it itself before exec.
+        let resources = spec.linux().as_ref().and_then(|l| l.resources().clone());
+        let made = ContainerCgroup::create(&cgroup_path).and_then(|cg| {
+            let applied = match &resources {
+                Some(r) => cg.apply(r),
+                None => Ok(()),
+            };
+            let files = applied.and_then(|()| cg.join_files());
+            match files {
+                Ok(f) => Ok((cg, f)),
+                Err(e) => {
+                    let _ = cg.remove();
+                    Err(e)
+                }
+            }
+        });
+        let (cgroup, cgroup_files) = match made {
+            Ok(c) => c,
+            Err(e) => {
+                if let Some(p) = &mounted {
+                    rootfs::unmount(p);
+                }
+                return Err(ShimError::Internal(e.to_string()));
+            }
+        };
+        phases.mark("spec+mount+cgroup");
+        let undo_create = |m: &Option<PathBuf>| {
+            let _ = cgroup.remove();
             if let Some(p) = m {
                 rootfs::unmount(p);
             }
@@ -202,7 +228,7 @@ impl TaskService {
                 match Console::open(&stdio, &id, &self.namespace).await {
                     Ok(c) => c,
                     Err(e) => {
-                        undo_mount(&mounted);
+                        undo_create(&mounted);
                         return Err(ShimError::InvalidArgument(e.to_string()));
                     }
                 };
@@ -210,15 +236,16 @@ impl TaskService {
                 Ok(p) => p,
                 Err(e) => {
                     console.abort();
-                    undo_mount(&mounted);
+                    undo_create(&mounted);
                     return Err(ShimError::InvalidArgument(e.to_string()));
                 }
             };
-            match Tender::spawn_holder(config.tender(), tender_stdio, ns_plan).await {
+            match Tender::spawn_holder(config.tender(), tender_stdio, ns_plan, &cgroup_files).await
+            {
                 Ok(t) => (t, "pod sandbox holder".to_string(), None, console),
                 Err(e) => {
                     console.abort();
-                    undo_mount(&mounted);
+                    undo_create(&mounted);
                     return Err(ShimError::Internal(e.to_string()));
                 }
             }
@@ -227,7 +254,7 @@ impl TaskService {
                 match rootfs::resolve_executable(&rootfs_dir, &args, &cwd, path_env.as_deref()) {
                     Ok(exe) => exe,
                     Err(e) => {
-                        undo_mount(&mounted);
+                        undo_create(&mounted);
                         return Err(ShimError::InvalidArgument(e.to_string()));
                     }
                 };
@@ -238,7 +265,7 @@ impl TaskService {
             let declared = match Tender::describe(&config.tender(), &kernel, &arg0).await {
                 Ok(d) => d,
                 Err(e) => {
-                    undo_mount(&mounted);
+                    undo_create(&mounted);
                     return Err(match e {
                         TenderError::Refused(msg) => {
                             ShimError::InvalidArgument(refusal(&arg0, &msg))
@@ -257,7 +284,7 @@ impl TaskService {
                     .map(|d| d.0.clone())
                     .collect();
                 if let Err(e) = spec_map::bind_block_devices(&spec, &blocks, Path::new("/sys")) {
-                    undo_mount(&mounted);
+                    undo_create(&mounted);
                     return Err(ShimError::InvalidArgument(e.to_string()));
                 }
             }
@@ -265,7 +292,7 @@ impl TaskService {
                 match Console::open(&stdio, &id, &self.namespace).await {
                     Ok(c) => c,
                     Err(e) => {
-                        undo_mount(&mounted);
+                        undo_create(&mounted);
                         return Err(ShimError::InvalidArgument(e.to_string()));
                     }
                 };
@@ -279,10 +306,11 @@ impl TaskService {
                 exe,
                 declared,
                 args: args[1.min(args.len())..].to_vec(),
+                cgroup_files,
                 record_network: !late,
             };
             let launched = if late {
-                match spawn_network_holder(&config, &spec).await {
+                match spawn_network_holder(&config, &spec, &unikernel.cgroup_files).await {
                     Ok(holder) => {
                         unikernel.spec = late_network::joined(&spec, holder.pid());
                         held = Some((unikernel, tender_stdio));
@@ -301,32 +329,12 @@ impl TaskService {
                 Ok((t, ready)) => (t, arg0, ready, console),
                 Err(e) => {
                     console.abort();
-                    undo_mount(&mounted);
+                    undo_create(&mounted);
                     return Err(e);
                 }
             }
         };
         let pid = tender.pid();
-        let resources = spec.linux().as_ref().and_then(|l| l.resources().clone());
-        let cgroup = match ContainerCgroup::create(&cgroup_path).and_then(|cg| {
-            let applied = match &resources {
-                Some(r) => cg.apply(r),
-                None => Ok(()),
-            };
-            if let Err(e) = applied.and_then(|()| cg.add(pid)) {
-                let _ = cg.remove();
-                return Err(e);
-            }
-            Ok(cg)
-        }) {
-            Ok(cg) => cg,
-            Err(e) => {
-                tender.kill_and_reap().await;
-                console.abort();
-                undo_mount(&mounted);
-                return Err(ShimError::Internal(e.to_string()));
-            }
-        };
         set_oom_score_adj(&id, pid, process.oom_score_adj());
         // Hooks of the create stages see the tender, ready and waiting (nerdctl's
         // createRuntime hook configures networking this way).
@@ -339,16 +347,15 @@ impl TaskService {
             if let Err(e) = hooks::run(&spec, stage, &state).await {
                 tender.kill_and_reap().await;
                 console.abort();
-                let _ = cgroup.remove();
                 devices::cleanup_bundle(&bundle, &id);
-                undo_mount(&mounted);
+                undo_create(&mounted);
                 return Err(ShimError::FailedPrecondition(e.to_string()));
             }
         }
         if let Err(e) = std::fs::write(bundle.join(crate::shim::STATE_FILE), pid.to_string()) {
             tracing::warn!(container = %id, "write {}: {e}", crate::shim::STATE_FILE);
         }
-        phases.mark("cgroup+hooks");
+        phases.mark("hooks");
         match &ready {
             Some(ready) => tracing::info!(
                 container = %id,
@@ -448,17 +455,11 @@ impl TaskService {
             .as_ref()
             .and_then(|p| p.oom_score_adj());
         let started = async {
+            // It joined the container's cgroup before exec.
             let (mut tender, ready) = unikernel.launch(stdio).await?;
-            let placed = match &c.cgroup {
-                Some(cg) => cg.add(tender.pid()),
-                None => Ok(()),
-            };
-            if let Err(e) = placed
-                .map_err(|e| e.to_string())
-                .and_then(|()| tender.start().map_err(|e| e.to_string()))
-            {
+            if let Err(e) = tender.start() {
                 tender.kill_and_reap().await;
-                return Err(ShimError::Internal(e));
+                return Err(ShimError::Internal(e.to_string()));
             }
             Ok((tender, ready))
         }
@@ -704,11 +705,15 @@ fn watch_holder(
 }
 
 /// Starts `nabla-tender --x-pause` in the new namespaces `spec` asks for, silent.
-async fn spawn_network_holder(config: &Config, spec: &Spec) -> ShimResult<Tender> {
+async fn spawn_network_holder(
+    config: &Config,
+    spec: &Spec,
+    cgroup_files: &[std::os::fd::OwnedFd],
+) -> ShimResult<Tender> {
     let ns =
         crate::namespaces::plan(spec).map_err(|e| ShimError::InvalidArgument(e.to_string()))?;
     let null = TenderStdio::null().map_err(|e| ShimError::Internal(format!("/dev/null: {e}")))?;
-    Tender::spawn_holder(config.tender(), null, ns)
+    Tender::spawn_holder(config.tender(), null, ns, cgroup_files)
         .await
         .map_err(|e| ShimError::Internal(e.to_string()))
 }

@@ -77,6 +77,9 @@ pub struct Launch {
     pub namespaces: crate::namespaces::Plan,
     /// The tender's stdout and stderr.
     pub stdio: TenderStdio,
+    /// The container's cgroup, joined by the child before exec
+    /// ([`crate::cgroup::ContainerCgroup::join_files`]).
+    pub cgroup_files: Vec<std::os::fd::OwnedFd>,
 }
 
 /// A running tender.
@@ -139,6 +142,7 @@ impl Tender {
             .stderr(Stdio::from(launch.stdio.stderr))
             // Its own process group, so `kill --all` reaches exactly the tender.
             .process_group(0);
+        crate::cgroup::join_in_child(&mut cmd, &launch.cgroup_files);
         launch.namespaces.apply(&mut cmd);
         let mut fd_map = vec![(&theirs, CONTROL_FD)];
         for (i, fd) in launch.device_fds.iter().enumerate() {
@@ -245,11 +249,13 @@ impl Tender {
     /// filter allowing only `pause` and `exit_group` until a signal ends it.
     ///
     /// The holder lives in the pod's namespaces (`namespaces`, from the sandbox's spec): CRI
-    /// gives the pod's other containers `/proc/<holder pid>/ns/...` as their namespaces.
+    /// gives the pod's other containers `/proc/<holder pid>/ns/...` as their namespaces. It
+    /// joins the cgroup of `cgroup_files` before exec.
     pub async fn spawn_holder(
         tender: PathBuf,
         stdio: TenderStdio,
         namespaces: crate::namespaces::Plan,
+        cgroup_files: &[std::os::fd::OwnedFd],
     ) -> Result<Tender, TenderError> {
         let exits = monitor_subscribe(Topic::Pid)
             .await
@@ -261,6 +267,7 @@ impl Tender {
             .stdout(Stdio::from(stdio.stdout))
             .stderr(Stdio::from(stdio.stderr))
             .process_group(0);
+        crate::cgroup::join_in_child(&mut cmd, cgroup_files);
         namespaces.apply(&mut cmd);
         let spawned = cmd.spawn();
         drop(namespaces);

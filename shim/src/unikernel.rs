@@ -35,6 +35,8 @@ pub struct Unikernel {
     pub declared: Vec<(String, Kind)>,
     /// `process.args[1..]`, before `$(VAR)` substitution.
     pub args: Vec<String>,
+    /// The container's cgroup files, for the tender to join before exec.
+    pub cgroup_files: Vec<std::os::fd::OwnedFd>,
     /// Whether Delete must undo the network binding (a namespace that outlives the tender);
     /// a namespace the container made itself goes away with its last process.
     pub record_network: bool,
@@ -63,6 +65,7 @@ impl Unikernel {
             exe,
             declared,
             args,
+            cgroup_files,
             record_network,
         } = self;
         let planned = {
@@ -131,6 +134,7 @@ impl Unikernel {
             device_fds: plan.fds,
             namespaces,
             stdio,
+            cgroup_files,
         };
         match Tender::spawn(launch).await {
             Ok(ready) => Ok(ready),
