@@ -25,6 +25,12 @@ cleanup() {
     # Unmount anything left under the demo's directories, deepest first, then remove them.
     awk -v b="$base" '$5 ~ "^"b {print $5}' /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l
     rm -rf "$base"
+    # The namespace's parent cgroups runtimes create above the container's (empty by now;
+    # rmdir refuses one still in use).
+    for d in /sys/fs/cgroup/*/"$ns" /sys/fs/cgroup/"$ns"; do
+        [ -d "$d" ] && rmdir "$d" 2>/dev/null
+    done
+    return 0
 }
 trap cleanup EXIT
 
