@@ -37,8 +37,10 @@ pub fn true_binary() -> PathBuf {
     static_c_program("true", "int main(void) { return 0; }\n")
 }
 
-/// `preadloop PATH BS [write]`: one pass over PATH with `pread64`/`pwrite64` of BS bytes, the
-/// same I/O pattern a Solo5 guest makes; prints `bytes=N ns=T`.
+/// `preadloop PATH BS [write] [seccomp]`: one pass over PATH with `pread64`/`pwrite64` of BS
+/// bytes, the same I/O pattern a Solo5 guest makes; prints `bytes=N ns=T`. With `seccomp`, the
+/// loop runs under a one-instruction allow-everything filter: the cost any seccomp filter adds
+/// to each system call, whatever its rules.
 pub fn pread_loop_binary() -> PathBuf {
     static_c_program(
         "preadloop",
@@ -49,15 +51,31 @@ pub fn pread_loop_binary() -> PathBuf {
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 int main(int argc, char **argv) {
     if (argc < 3) return 2;
-    int wr = argc > 3 && strcmp(argv[3], "write") == 0;
+    int wr = 0, filter = 0;
+    for (int i = 3; i < argc; i++) {
+        wr |= strcmp(argv[i], "write") == 0;
+        filter |= strcmp(argv[i], "seccomp") == 0;
+    }
     int fd = open(argv[1], wr ? O_RDWR : O_RDONLY);
     if (fd < 0) { perror("open"); return 1; }
     size_t bs = strtoul(argv[2], 0, 10);
     off_t cap = lseek(fd, 0, SEEK_END);
     char *buf = aligned_alloc(4096, bs);
     memset(buf, 0x5a, bs);
+    if (filter) {
+        struct sock_filter allow = BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+        struct sock_fprog prog = { 1, &allow };
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog)) {
+            perror("seccomp");
+            return 1;
+        }
+    }
     struct timespec a, b;
     clock_gettime(CLOCK_MONOTONIC, &a);
     for (off_t off = 0; off + (off_t)bs <= cap; off += bs) {

@@ -425,6 +425,7 @@ fn sink_for(what: &'static str, target: &Target) -> Result<Sink, IoError> {
 /// of the stream is read and discarded, so the guest is never stuck on a dead reader.
 async fn pump(mut from: pipe::Receiver, mut to: Sink, what: &'static str, id: String) {
     let mut buf = vec![0u8; COPY_BUFFER];
+    let mut first = true;
     loop {
         let n = match from.read(&mut buf).await {
             Ok(0) => break,
@@ -437,6 +438,10 @@ async fn pump(mut from: pipe::Receiver, mut to: Sink, what: &'static str, id: St
         if let Err(e) = to.write_all(&buf[..n]).await {
             tracing::warn!(container = %id, "{what}: destination failed ({e}); discarding further output");
             to = Sink::Discard;
+        }
+        if first {
+            first = false;
+            tracing::info!(container = %id, "first {what} output forwarded");
         }
     }
     to.flush().await;

@@ -531,6 +531,7 @@ impl TaskService {
     }
 
     async fn do_delete(&self, id: &str) -> ShimResult<api::DeleteResponse> {
+        let began = std::time::Instant::now();
         let shared = self.get(id).await?;
         let mut exited = {
             let c = shared.lock().await;
@@ -560,6 +561,11 @@ impl TaskService {
             .await;
         self.containers.lock().await.remove(id);
         remove_leftovers(&bundle);
+        tracing::info!(
+            container = %id,
+            took_ms = format_args!("{:.2}", ms_since(began)),
+            "deleted"
+        );
         self.events
             .publish(
                 TASK_DELETE_EVENT_TOPIC,
@@ -580,6 +586,11 @@ impl TaskService {
             ..Default::default()
         })
     }
+}
+
+/// Milliseconds since `t`, for the durations in the lifecycle log lines.
+fn ms_since(t: std::time::Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1e3
 }
 
 /// Removes files the shim wrote in the bundle for the `delete` action.
@@ -803,6 +814,7 @@ impl Task for TaskService {
         req: api::StartRequest,
     ) -> ttrpc::Result<api::StartResponse> {
         no_exec(&req.exec_id)?;
+        let began = std::time::Instant::now();
         let shared = self.get(&req.id).await?;
         let mut c = shared.lock().await;
         if c.state != State::Created {
@@ -825,6 +837,12 @@ impl Task for TaskService {
         }
         let pid = c.pid;
         drop(c);
+        tracing::info!(
+            container = %req.id,
+            pid,
+            took_ms = format_args!("{:.2}", ms_since(began)),
+            "started"
+        );
         self.events
             .publish(
                 TASK_START_EVENT_TOPIC,

@@ -4,8 +4,9 @@ use std::io::Read;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
+use super::timeline::Run;
 use super::{Images, NABLA, RUNC};
 use crate::containerd::{unique, PrivateContainerd};
 use crate::stats::{Row, Summary};
@@ -15,11 +16,11 @@ fn spawn_run(
     c: &PrivateContainerd,
     runtime: &str,
     image: &str,
+    id: &str,
     args: &[&str],
 ) -> std::process::Child {
-    let id = unique("bench");
     c.ctr_command()
-        .args(["run", "--rm", "--runtime", runtime, image, &id])
+        .args(["run", "--rm", "--runtime", runtime, image, id])
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -28,10 +29,12 @@ fn spawn_run(
         .expect("spawn ctr run")
 }
 
-/// One `ctr run --rm`: (ms to first stdout byte, ms to exit).
-fn run_once(c: &PrivateContainerd, runtime: &str, image: &str, args: &[&str]) -> (f64, f64) {
+/// One `ctr run --rm`, timed from the spawn of ctr.
+fn run_once(c: &PrivateContainerd, runtime: &str, image: &str, args: &[&str]) -> Run {
+    let id = unique("bench");
+    let spawned = SystemTime::now();
     let start = Instant::now();
-    let mut child = spawn_run(c, runtime, image, args);
+    let mut child = spawn_run(c, runtime, image, &id, args);
     let mut out = child.stdout.take().expect("stdout");
     let mut byte = [0u8; 1];
     let n = out.read(&mut byte).expect("read ctr stdout");
@@ -41,20 +44,32 @@ fn run_once(c: &PrivateContainerd, runtime: &str, image: &str, args: &[&str]) ->
     let st = child.wait().expect("wait ctr");
     let exit = start.elapsed().as_secs_f64() * 1e3;
     assert!(n == 1 && st.success(), "ctr run {runtime} {image}: {st}");
-    (first, exit)
+    Run {
+        id,
+        spawned,
+        first_ms: first,
+        exit_ms: exit,
+    }
 }
 
-/// `ctr run --rm` to first console byte and to exit, nabla hello vs runc static hello.
-pub fn start_latency(c: &PrivateContainerd, img: &Images, n: usize) -> (Vec<Row>, [Summary; 4]) {
+/// `ctr run --rm` to first console byte and to exit, nabla hello vs runc static hello: the
+/// rows, their summaries and the nabla runs (for [`super::timeline::breakdown`]).
+pub fn start_latency(
+    c: &PrivateContainerd,
+    img: &Images,
+    n: usize,
+) -> (Vec<Row>, [Summary; 4], Vec<Run>) {
     let (mut nf, mut ne, mut rf, mut re) = (vec![], vec![], vec![], vec![]);
+    let mut runs = Vec::new();
     for i in 0..n + 2 {
         let a = run_once(c, NABLA, &img.nabla_hello, &["/hello"]);
         let b = run_once(c, RUNC, &img.runc, &["/hello"]);
         if i >= 2 {
-            nf.push(a.0);
-            ne.push(a.1);
-            rf.push(b.0);
-            re.push(b.1);
+            nf.push(a.first_ms);
+            ne.push(a.exit_ms);
+            rf.push(b.first_ms);
+            re.push(b.exit_ms);
+            runs.push(a);
         }
     }
     let s = [
@@ -81,13 +96,13 @@ pub fn start_latency(c: &PrivateContainerd, img: &Images, n: usize) -> (Vec<Row>
             met: None,
         },
     ];
-    (rows, s)
+    (rows, s, runs)
 }
 
 /// Time for `ctr run --rm` of a container writing `mib` MiB to its console (ms).
 fn console_once(c: &PrivateContainerd, runtime: &str, image: &str, args: &[&str]) -> f64 {
     let start = Instant::now();
-    let mut child = spawn_run(c, runtime, image, args);
+    let mut child = spawn_run(c, runtime, image, &unique("bench"), args);
     let mut out = child.stdout.take().expect("stdout");
     let mut buf = vec![0u8; 1 << 16];
     let mut total = 0u64;
@@ -161,40 +176,4 @@ pub fn churn(c: &PrivateContainerd, img: &Images, reps: usize, dur: Duration) ->
         target: "informational".into(),
         met: None,
     }
-}
-
-/// The shim's Create phases for every nabla container the daemon ran, read from the
-/// `phases=name:1.23ms,...` field of its "tender ready" log lines: (phase, summary in ms), in
-/// the order they happen.
-pub fn create_phases(c: &PrivateContainerd) -> Vec<(String, Summary)> {
-    let log = std::fs::read_to_string(c.base().join("containerd.log")).unwrap_or_default();
-    let mut order: Vec<String> = Vec::new();
-    let mut samples: std::collections::HashMap<String, Vec<f64>> = Default::default();
-    for line in log.lines().filter(|l| l.contains("tender ready for")) {
-        let Some(field) = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("phases="))
-        else {
-            continue;
-        };
-        for part in field.split(',') {
-            let Some((name, ms)) = part.split_once(':') else {
-                continue;
-            };
-            let Ok(v) = ms.trim_end_matches("ms").parse::<f64>() else {
-                continue;
-            };
-            if !order.iter().any(|o| o == name) {
-                order.push(name.to_string());
-            }
-            samples.entry(name.to_string()).or_default().push(v);
-        }
-    }
-    order
-        .into_iter()
-        .map(|n| {
-            let s = Summary::of(&samples[&n]);
-            (n, s)
-        })
-        .collect()
 }

@@ -5,6 +5,7 @@ pub mod chart;
 pub mod ctr;
 pub mod memory;
 pub mod surface;
+pub mod timeline;
 
 use std::path::{Path, PathBuf};
 
