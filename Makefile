@@ -19,17 +19,20 @@ all: build guests
 # loader work between exec and the guest's first instruction or at each of the shim's three
 # execs per container, fewer pages per shim, and binaries that run on any x86_64 Linux node
 # whatever its libc. Built in their own target directory so that the flag does not reach
-# build scripts and proc-macros, then put next to the other binaries.
+# build scripts and proc-macros, then put next to the other binaries. They are built with the
+# `dist` profile (size-optimised, whole-program LTO) and packed relative relocations (DT_RELR):
+# the smaller image and relocation table are fewer pages to read and map at every exec.
 STATIC_TARGET := x86_64-unknown-linux-gnu
 STATIC_DIR := target/static
 STATIC_BINS := nabla-tender containerd-shim-nabla-v2
+STATIC_RUSTFLAGS := -C target-feature=+crt-static -C link-arg=-Wl,-z,pack-relative-relocs
 
 build:
 	$(CARGO) build --release --workspace --bins
-	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release -p nabla-tender \
+	RUSTFLAGS="$(STATIC_RUSTFLAGS)" $(CARGO) build --profile dist -p nabla-tender \
 		-p containerd-shim-nabla --target $(STATIC_TARGET) --target-dir $(STATIC_DIR)
 	for b in $(STATIC_BINS); do \
-		install -m 0755 $(STATIC_DIR)/$(STATIC_TARGET)/release/$$b $(RELEASE_DIR)/$$b || exit 1; \
+		install -m 0755 $(STATIC_DIR)/$(STATIC_TARGET)/dist/$$b $(RELEASE_DIR)/$$b || exit 1; \
 	done
 
 guests:
@@ -59,7 +62,7 @@ bench: deps all
 
 install: build
 	for b in $(STATIC_BINS); do \
-		install -D -m 0755 $(STATIC_DIR)/$(STATIC_TARGET)/release/$$b $(DESTDIR)$(PREFIX)/bin/$$b || exit 1; \
+		install -D -m 0755 $(STATIC_DIR)/$(STATIC_TARGET)/dist/$$b $(DESTDIR)$(PREFIX)/bin/$$b || exit 1; \
 	done
 
 uninstall:

@@ -346,9 +346,14 @@ fn kill_forwards_sigterm_and_sigkill() {
     let img = d.import_guest("clock");
     let tmp = tempfile::tempdir().unwrap();
     // Through containerd, and a SIGKILL of the tender from outside (an operator, the OOM
-    // killer): the same status, the same cleanup.
+    // killer): the same status, the same cleanup. The tender is its pid namespace's init,
+    // which the kernel shields from signals it has no handler for: each terminating signal
+    // must still end it with 128 + signal.
     for (sig, status, direct) in [
         ("SIGTERM", 143, false),
+        ("SIGINT", 130, false),
+        ("SIGHUP", 129, false),
+        ("SIGUSR1", 138, false),
         ("SIGKILL", 137, false),
         ("SIGKILL", 137, true),
     ] {
@@ -739,12 +744,27 @@ fn killed_shim_is_cleaned_up_by_containerd() {
     let pid = d.task_pid(&id);
     let shims = d.shims();
     assert_eq!(shims.len(), 1, "{shims:?}");
+    // The daemon's socket, from its command line (`-socket unix:///run/containerd/s/...`).
+    let cmdline = fs::read(format!("/proc/{}/cmdline", shims[0])).unwrap();
+    let args: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let socket = args
+        .iter()
+        .position(|a| a == "-socket")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|a| a.strip_prefix("unix://"))
+        .map(std::path::PathBuf::from)
+        .expect("the daemon's -socket argument");
+    assert!(socket.exists(), "{}", socket.display());
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(shims[0]),
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
-    // containerd runs the shim's `delete` action, which kills the tender and unmounts.
+    // containerd runs the shim's `delete` action, which kills the tender, unmounts and
+    // removes the socket the dead daemon left.
     let deadline = Instant::now() + Duration::from_secs(10);
     while Path::new(&format!("/proc/{pid}")).exists() {
         assert!(Instant::now() < deadline, "tender {pid} outlived its shim");
@@ -752,6 +772,7 @@ fn killed_shim_is_cleaned_up_by_containerd() {
     }
     let _ = d.ctr(&["container", "rm", &id]);
     d.assert_clean(&id, Some(pid));
+    assert!(!socket.exists(), "socket {} left behind", socket.display());
 }
 
 #[test]

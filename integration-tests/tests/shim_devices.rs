@@ -328,15 +328,16 @@ fn user_memory_and_arguments_from_the_spec() {
     while Instant::now() < deadline && status_field(&pid, "Seccomp:") != "2" {
         std::thread::sleep(Duration::from_millis(20));
     }
-    let (uid, caps, nnp) = (
+    let (uid, caps, nnp, nspid) = (
         status_field(&pid, "Uid:"),
         status_field(&pid, "CapEff:"),
         status_field(&pid, "NoNewPrivs:"),
+        status_field(&pid, "NSpid:"),
     );
-    // ctr's default spec asks for new network, IPC, UTS and mount namespaces: the tender is
-    // not in the host's.
+    // ctr's default spec asks for new pid, network, IPC, UTS and mount namespaces: the
+    // tender is not in the host's, and it is its pid namespace's init.
     let ns = |p: &str, t: &str| std::fs::read_link(format!("/proc/{p}/ns/{t}")).ok();
-    let separate: Vec<bool> = ["net", "ipc", "uts", "mnt"]
+    let separate: Vec<bool> = ["pid", "net", "ipc", "uts", "mnt"]
         .iter()
         .map(|t| ns(&pid, t).is_some() && ns(&pid, t) != ns("self", t))
         .collect();
@@ -369,8 +370,13 @@ fn user_memory_and_arguments_from_the_spec() {
     assert_eq!(caps, "0000000000000000", "no capabilities");
     assert_eq!(nnp, "1");
     assert_eq!(
-        separate, [true; 4],
-        "net, ipc, uts, mnt namespaces of the tender"
+        separate, [true; 5],
+        "pid, net, ipc, uts, mnt namespaces of the tender"
+    );
+    assert_eq!(
+        nspid.split_whitespace().collect::<Vec<_>>(),
+        [pid.as_str(), "1"],
+        "the tender's pids (host, own namespace)"
     );
     assert_eq!(nofile, "1024 1024", "RLIMIT_NOFILE from the spec: {limits}");
 

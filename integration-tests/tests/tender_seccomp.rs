@@ -251,3 +251,81 @@ fn pod_sandbox_holder_is_confined_and_ends_on_sigterm() {
     assert_eq!(fds, 0, "the holder keeps no fd open");
     assert_eq!(nabla_integration_tests::tender::shell_status(st), 143);
 }
+
+/// The pid of `parent`'s only child, once it has exec'd `nabla-tender`.
+fn tender_child(parent: u32) -> u32 {
+    let deadline = Instant::now() + T;
+    loop {
+        let children = std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children"))
+            .unwrap_or_default();
+        if let Some(pid) = children.split_whitespace().next() {
+            let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+            if exe.ends_with("nabla-tender") {
+                return pid.parse().unwrap();
+            }
+        }
+        assert!(Instant::now() < deadline, "no tender under {parent}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn as_pid_namespace_init_terminating_signals_still_end_the_guest() {
+    // As init of its own pid namespace (how the shim starts it for ctr and Kubernetes) the
+    // kernel would drop SIGTERM: the tender handles the terminating signals itself and exits
+    // with 128 + signal, while a fault still kills it by its signal.
+    let unshare = |args: &[&str]| {
+        let mut c = Command::new("unshare");
+        c.args(["--pid", "--fork", "--kill-child"])
+            .arg(tender_bin())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        c
+    };
+    let mut parent = unshare(&[guest("clock").to_str().unwrap(), "tick", "20"])
+        .spawn()
+        .unwrap();
+    let pid = tender_child(parent.id());
+    let deadline = Instant::now() + T;
+    let status = loop {
+        let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        if s.contains("Seccomp:\t2") || Instant::now() > deadline {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let field = |k: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(str::trim)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let caught = u64::from_str_radix(&field("SigCgt:"), 16).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let st = parent.wait().unwrap();
+    let bit = |s: u32| 1u64 << (s - 1);
+    let want = [1, 2, 3, 6, 10, 12, 14, 15, 16, 24, 25, 26, 27, 29, 30]
+        .into_iter()
+        .chain(32..=64)
+        .fold(0, |m, s| m | bit(s));
+    assert!(field("NSpid:").ends_with("\t1"), "{status}");
+    assert_eq!(caught, want, "handlers for the terminating signals only");
+    assert_eq!(nabla_integration_tests::tender::shell_status(st), 143);
+
+    let st = unshare(&[guest("fault").to_str().unwrap(), "null"])
+        .status()
+        .unwrap();
+    assert_eq!(nabla_integration_tests::tender::shell_status(st), 139);
+    let st = unshare(&[guest("forbidden").to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert_eq!(nabla_integration_tests::tender::shell_status(st), 159);
+}

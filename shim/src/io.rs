@@ -435,13 +435,13 @@ async fn pump(mut from: pipe::Receiver, mut to: Sink, what: &'static str, id: St
                 break;
             }
         };
+        if first {
+            first = false;
+            tracing::info!(container = %id, "first {what} output from the guest");
+        }
         if let Err(e) = to.write_all(&buf[..n]).await {
             tracing::warn!(container = %id, "{what}: destination failed ({e}); discarding further output");
             to = Sink::Discard;
-        }
-        if first {
-            first = false;
-            tracing::info!(container = %id, "first {what} output forwarded");
         }
     }
     to.flush().await;

@@ -24,7 +24,8 @@ impl Write for DropWhenFull {
     }
 }
 
-/// Sets up logging to `./log` at `level` (the daemon runs in the bundle directory).
+/// Sets up logging to `./log` at `level` (the `start` action and the daemon run in the bundle
+/// directory).
 /// Without a `log` FIFO (run by hand), logs go nowhere.
 pub fn init(level: &str) {
     let level = level

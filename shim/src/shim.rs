@@ -39,6 +39,39 @@ pub struct NablaShim {
     debug: bool,
 }
 
+/// Removes the daemon's socket named in the bundle's `address` file if nothing listens on it
+/// any more: a daemon that was killed could not remove it itself. A socket still served (a
+/// pod's daemon serving other containers) stays.
+fn remove_dead_socket(bundle: &Path) {
+    let Ok(address) = std::fs::read_to_string(bundle.join("address")) else {
+        return;
+    };
+    let Some(path) = address.trim().strip_prefix("unix://") else {
+        return;
+    };
+    let path = Path::new(path);
+    let is_socket = std::fs::symlink_metadata(path)
+        .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()));
+    let refused = matches!(
+        std::os::unix::net::UnixStream::connect(path),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused
+    );
+    if is_socket && refused {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// The log level: debug when containerd runs in debug mode, else the configuration's (a
+/// configuration that does not load is reported at Create; its default level stands here).
+fn log_level(source: &Source, debug: bool) -> String {
+    if debug {
+        return "debug".into();
+    }
+    Config::load(source)
+        .map(|c| c.log_level)
+        .unwrap_or_else(|_| "info".into())
+}
+
 /// The group a container's shim serves: its pod's sandbox id, else the container itself.
 fn grouping(bundle: &Path, id: &str) -> String {
     let spec = Spec::load(bundle.join("config.json")).ok();
@@ -72,8 +105,10 @@ impl Shim for NablaShim {
     }
 
     async fn start_shim(&mut self, opts: StartOpts) -> containerd_shim::Result<String> {
-        let group = grouping(&self.bundle, &opts.id);
         let source = Source::from_options(opts.extensions.first()).unwrap_or(Source::Default);
+        crate::logging::init(&log_level(&source, self.debug));
+        tracing::info!(namespace = %self.namespace, container = %opts.id, "start action");
+        let group = grouping(&self.bundle, &opts.id);
         let config_path = source.path().map(|p| p.display().to_string());
         let mut vars = Vec::new();
         if let Some(p) = &config_path {
@@ -116,6 +151,7 @@ impl Shim for NablaShim {
         crate::rootfs::unmount(&rootfs);
         crate::devices::cleanup_bundle(&self.bundle, &self.id);
         let _ = std::fs::remove_file(self.bundle.join(STATE_FILE));
+        remove_dead_socket(&self.bundle);
         Ok(api::DeleteResponse {
             pid: u32::try_from(pid).unwrap_or(0),
             exit_status: 128 + libc::SIGKILL as u32,
@@ -133,14 +169,7 @@ impl Shim for NablaShim {
             Ok(p) if !p.is_empty() => Source::Path(p.into()),
             _ => Source::Default,
         };
-        let level = if self.debug {
-            "debug".to_string()
-        } else {
-            Config::load(&source)
-                .map(|c| c.log_level)
-                .unwrap_or_else(|_| "info".into())
-        };
-        crate::logging::init(&level);
+        crate::logging::init(&log_level(&source, self.debug));
         tracing::info!(
             namespace = %self.namespace,
             "containerd-shim-nabla-v2 {} serving (group of {})",

@@ -721,8 +721,10 @@ async fn spawn_network_holder(
     spec: &Spec,
     cgroup_files: &[std::os::fd::OwnedFd],
 ) -> ShimResult<Tender> {
-    let ns =
-        crate::namespaces::plan(spec).map_err(|e| ShimError::InvalidArgument(e.to_string()))?;
+    // The tender gets its own pid namespace at Start; the holder needs none.
+    let ns = crate::namespaces::plan(spec)
+        .map_err(|e| ShimError::InvalidArgument(e.to_string()))?
+        .without_pid();
     let null = TenderStdio::null().map_err(|e| ShimError::Internal(format!("/dev/null: {e}")))?;
     Tender::spawn_holder(config.tender(), null, ns, cgroup_files)
         .await

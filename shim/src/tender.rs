@@ -148,8 +148,8 @@ impl Tender {
         for (i, fd) in launch.device_fds.iter().enumerate() {
             fd_map.push((fd, FIRST_DEVICE_FD + i as i32));
         }
-        let spawned =
-            map_fds(&mut cmd, &fd_map).and_then(|keep| cmd.spawn().map(|child| (child, keep)));
+        let spawned = map_fds(&mut cmd, &fd_map)
+            .and_then(|keep| launch.namespaces.spawn(&mut cmd).map(|child| (child, keep)));
         drop(cmd);
         drop(theirs);
         let child = match spawned {
@@ -269,7 +269,7 @@ impl Tender {
             .process_group(0);
         crate::cgroup::join_in_child(&mut cmd, cgroup_files);
         namespaces.apply(&mut cmd);
-        let spawned = cmd.spawn();
+        let spawned = namespaces.spawn(&mut cmd);
         drop(namespaces);
         match spawned {
             Ok(child) => Ok(Tender {

@@ -40,51 +40,9 @@ pub fn close_fds_except(from: RawFd, keep: &[RawFd]) -> Result<(), nix::Error> {
     Ok(())
 }
 
-fn reset_signals() {
-    // The kernel's struct sigaction: glibc's wrapper refuses its own internal signals (32, 33),
-    // which may arrive ignored all the same.
-    #[repr(C)]
-    struct KernelSigaction {
-        handler: usize,
-        flags: u64,
-        restorer: usize,
-        mask: u64,
-    }
-    let dfl = KernelSigaction {
-        handler: libc::SIG_DFL,
-        flags: 0,
-        restorer: 0,
-        mask: 0,
-    };
-    // SAFETY: rt_sigaction/sigprocmask/sigaltstack with valid, fully initialised arguments;
-    // restoring defaults cannot break invariants of the single-threaded tender, which runs
-    // no more Rust code that relies on its handlers.
-    unsafe {
-        // Every signal, ignored ones included (SIG_IGN survives exec); SIGKILL and SIGSTOP
-        // cannot be changed.
-        for sig in (1..=64u64).filter(|s| *s != 9 && *s != 19) {
-            libc::syscall(
-                libc::SYS_rt_sigaction,
-                sig,
-                &dfl as *const KernelSigaction,
-                std::ptr::null_mut::<KernelSigaction>(),
-                8usize,
-            );
-        }
-        let mut empty: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut empty);
-        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-        let ss = libc::stack_t {
-            ss_sp: std::ptr::null_mut(),
-            ss_flags: libc::SS_DISABLE,
-            ss_size: 0,
-        };
-        libc::sigaltstack(&ss, std::ptr::null_mut());
-    }
-}
-
 /// `PR_SET_NO_NEW_PRIVS`, a check that seccomp is there, then default signal dispositions
-/// and an empty mask. Everything that can fail with a useful message happens here, while
+/// and an empty mask (as a pid namespace's init: exits on terminating signals, see
+/// [`crate::signals`]). Everything that can fail with a useful message happens here, while
 /// stderr is still open.
 pub fn lock_down_prelude() -> Result<(), LaunchError> {
     // SAFETY: prctl with integer arguments.
@@ -93,7 +51,8 @@ pub fn lock_down_prelude() -> Result<(), LaunchError> {
     // SAFETY: prctl with integer arguments; EINVAL means no CONFIG_SECCOMP.
     let rc = unsafe { libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0) };
     nix::errno::Errno::result(rc).map_err(LaunchError::NoSeccomp)?;
-    reset_signals();
+    crate::signals::reset();
+    crate::signals::exit_on_signals_if_init();
     Ok(())
 }
 

@@ -21,6 +21,7 @@ pub mod manifest;
 pub mod memory;
 pub mod policy;
 pub mod sandbox;
+pub mod signals;
 pub mod tender;
 
 /// The upstream release whose behaviour this tender reproduces.

@@ -37,7 +37,8 @@ pub fn hold() -> Result<Infallible, SandboxError> {
     }
     loop {
         // SAFETY: pause takes no arguments; it returns only after a handled signal, and
-        // every disposition is the default, so a signal ends the process instead.
+        // every disposition is the default (or, as a pid namespace's init, a handler that
+        // exits), so a signal ends the process instead.
         unsafe { libc::syscall(libc::SYS_pause) };
     }
 }

@@ -24,24 +24,26 @@ pub struct Run {
 }
 
 /// The steps of a run, in order, each from the previous step's end.
-const STEPS: [&str; 11] = [
-    "ctr, containerd and the shim's start-up (to the shim serving)",
+const STEPS: [&str; 12] = [
+    "ctr and containerd until they execute the shim's `start` action",
+    "shim start-up: the `start` action and the daemon it spawns, to serving",
     "containerd until it sends Create",
     "Create in the shim",
     "containerd and ctr until they send Start",
-    "Start in the shim",
-    "guest boots and prints (to the shim forwarding its first output)",
+    "Start in the shim, the guest boots and prints (to the shim reading its first output)",
     "first output through containerd's FIFO to ctr's stdout",
     "the rest of the guest's run, to the tender's exit",
     "exit event and ctr until they send Delete",
     "Delete in the shim",
-    "containerd removes the container and ctr exits",
+    "containerd removes the shim and the container; ctr exits",
+    "total, to ctr's exit",
 ];
 
 /// The shim's lifecycle lines of one container, as seconds since the epoch (and the
 /// durations the shim measured itself, in ms).
 #[derive(Default)]
 struct ShimTimes {
+    start_action: Option<f64>,
     serving: Option<f64>,
     ready: Option<f64>,
     create_ms: Option<f64>,
@@ -101,13 +103,15 @@ fn shim_times(c: &PrivateContainerd) -> HashMap<String, ShimTimes> {
             continue;
         };
         let e = out.entry(id.to_string()).or_default();
-        if line.contains(" tender ready for ") {
+        if line.contains(" start action ") {
+            e.start_action = Some(t);
+        } else if line.contains(" tender ready for ") {
             e.ready = Some(t);
             e.create_ms = phases_total(line);
         } else if line.contains(" started ") {
             e.started = Some(t);
             e.start_ms = took_ms(line);
-        } else if line.contains(" first stdout output forwarded ") {
+        } else if line.contains(" first stdout output from the guest ") {
             e.first_output = Some(t);
         } else if line.contains(" tender exited with status ") {
             e.exited = Some(t);
@@ -120,7 +124,7 @@ fn shim_times(c: &PrivateContainerd) -> HashMap<String, ShimTimes> {
 }
 
 /// The step durations (ms) of one run, or None if a line is missing.
-fn steps(run: &Run, s: &ShimTimes) -> Option<[f64; 11]> {
+fn steps(run: &Run, s: &ShimTimes) -> Option<[f64; 12]> {
     let spawned = run
         .spawned
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -129,24 +133,24 @@ fn steps(run: &Run, s: &ShimTimes) -> Option<[f64; 11]> {
     let ms = |from: f64, to: f64| (to - from) * 1e3;
     let ready = s.ready?;
     let create_began = ready - s.create_ms? / 1e3;
-    let started = s.started?;
-    let start_began = started - s.start_ms? / 1e3;
+    let start_began = s.started? - s.start_ms? / 1e3;
     let deleted = s.deleted?;
     let delete_began = deleted - s.delete_ms? / 1e3;
     let first_at_ctr = spawned + run.first_ms / 1e3;
     let exited_ctr = spawned + run.exit_ms / 1e3;
     Some([
-        ms(spawned, s.serving?),
+        ms(spawned, s.start_action?),
+        ms(s.start_action?, s.serving?),
         ms(s.serving?, create_began),
         s.create_ms?,
         ms(ready, start_began),
-        s.start_ms?,
-        ms(started, s.first_output?),
+        ms(start_began, s.first_output?),
         ms(s.first_output?, first_at_ctr),
         ms(s.first_output?, s.exited?),
         ms(s.exited?, delete_began),
         s.delete_ms?,
         ms(deleted, exited_ctr),
+        run.exit_ms,
     ])
 }
 
@@ -154,7 +158,7 @@ fn steps(run: &Run, s: &ShimTimes) -> Option<[f64; 11]> {
 /// are missing from the log are left out; none found gives an empty list.
 pub fn breakdown(c: &PrivateContainerd, runs: &[Run]) -> Vec<(String, Summary)> {
     let times = shim_times(c);
-    let per_run: Vec<[f64; 11]> = runs
+    let per_run: Vec<[f64; 12]> = runs
         .iter()
         .filter_map(|r| steps(r, times.get(&r.id)?))
         .collect();
