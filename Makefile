@@ -26,6 +26,9 @@ STATIC_TARGET := x86_64-unknown-linux-gnu
 STATIC_DIR := target/static
 STATIC_BINS := nabla-tender containerd-shim-nabla-v2
 STATIC_RUSTFLAGS := -C target-feature=+crt-static -C link-arg=-Wl,-z,pack-relative-relocs
+# Tests, benchmarks and reliability runs use these installed binaries: `cargo test` relinks
+# target/release/nabla-tender (the tender's own tests need the binary) as a dynamic build.
+export NABLA_BIN_DIR := $(CURDIR)/$(STATIC_DIR)/$(STATIC_TARGET)/dist
 
 build:
 	$(CARGO) build --release --workspace --bins
@@ -46,7 +49,7 @@ lint:
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
 	cd integration-tests/guests && $(CARGO) fmt --all --check && $(CARGO) clippy --release -- -D warnings
 
-# Tests run against the release binaries and the guests built above.
+# Tests run against the installed (static) binaries and the guests built above.
 test: deps all lint
 	$(CARGO) test --release --workspace -- --test-threads=2
 
