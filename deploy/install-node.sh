@@ -5,7 +5,8 @@
 #                             [--label-node] [--stay]
 #   install-node.sh uninstall [--host-root DIR] [--prefix DIR] [--no-restart] [--label-node]
 #
-# install: copies nabla-tender and containerd-shim-nabla-v2 from --from (default: ./target/release)
+# install: copies nabla-tender and containerd-shim-nabla-v2 from --from (default: the static
+#   builds of `make build`, target/static/x86_64-unknown-linux-gnu/dist)
 # to PREFIX/bin (default /usr/local), writes /etc/nabla/config.toml if there is none, adds the
 # CRI runtime `nabla` as a containerd drop-in (/etc/containerd/conf.d/nabla.toml, imported from
 # /etc/containerd/config.toml) and restarts containerd. Every step is idempotent.
@@ -21,7 +22,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 action="${1:-}"
 shift || true
-from="$here/../target/release"
+from="$here/../target/static/x86_64-unknown-linux-gnu/dist"
 host=""
 prefix="/usr/local"
 restart=1

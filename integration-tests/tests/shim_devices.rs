@@ -380,13 +380,19 @@ fn user_memory_and_arguments_from_the_spec() {
     );
     assert_eq!(nofile, "1024 1024", "RLIMIT_NOFILE from the spec: {limits}");
 
-    // Memory: from the limit (minus the tender's share), or from the annotation.
+    // Memory: from the limit (minus the tender's share, above the 512 MiB default too), or
+    // from the annotation.
     let meminfo = f.image("meminfo");
     let limit = (128u64 << 20).to_string();
+    let big = (1u64 << 30).to_string();
     for (opts, want) in [
         (
             ["--memory-limit", limit.as_str()],
             format!("mem_size={}", 112u64 << 20),
+        ),
+        (
+            ["--memory-limit", big.as_str()],
+            format!("mem_size={}", 1008u64 << 20),
         ),
         (
             ["--annotation", "nabla.io/memory=64"],
@@ -399,6 +405,39 @@ fn user_memory_and_arguments_from_the_spec() {
     ] {
         let out = f.run(&opts, &meminfo, &["/meminfo"]);
         assert!(text(&out).contains(&want), "{opts:?}: {}", text(&out));
+    }
+
+    // A limit too small for any guest: a clear Create error, and nothing left behind.
+    let id = unique("dev");
+    let tiny = (8u64 << 20).to_string();
+    let out = f.c.ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        NABLA,
+        "--memory-limit",
+        &tiny,
+        &meminfo,
+        &id,
+        "/meminfo",
+    ]);
+    assert!(
+        !out.status.success() && text(&out).contains("too small for a unikernel"),
+        "{}",
+        text(&out)
+    );
+    let _ = f.c.ctr(&["container", "rm", &id]);
+    assert_eq!(f.leftover_tasks(), "");
+    assert!(
+        nabla_integration_tests::containerd::processes_mentioning(&id).is_empty(),
+        "a process of {id} is left"
+    );
+    for hierarchy in ["memory", "pids", "freezer"] {
+        let dir = Path::new("/sys/fs/cgroup")
+            .join(hierarchy)
+            .join(f.c.namespace())
+            .join(&id);
+        assert!(!dir.exists(), "{} left behind", dir.display());
     }
 
     // Arguments: the container id is substituted, $$( escapes.
@@ -514,8 +553,9 @@ fn oci_hooks_run_with_the_state_on_stdin() {
     )
     .unwrap();
     let d = f.dir.path().display().to_string();
-    let record = |stage: &str| serde_json::json!([{"path": "/bin/sh", "args": ["sh", "-c", format!("cat > {d}/{stage}.json")]}]);
+    let record = |stage: &str| serde_json::json!([{"path": "/bin/sh", "args": ["sh", "-c", format!("cat > {d}/{stage}.json; echo {stage} >> {d}/order")]}]);
     let hooks = serde_json::json!({
+        "prestart": record("prestart"),
         "createRuntime": record("createRuntime"),
         "createContainer": record("createContainer"),
         "poststart": record("poststart"),
@@ -530,12 +570,21 @@ fn oci_hooks_run_with_the_state_on_stdin() {
         "{}",
         text(&out)
     );
-    for (stage, status) in [
-        ("createRuntime", "created"),
-        ("createContainer", "created"),
+    // runc's order and states.
+    let stages = [
+        ("prestart", "creating"),
+        ("createRuntime", "creating"),
+        ("createContainer", "creating"),
         ("poststart", "running"),
         ("poststop", "stopped"),
-    ] {
+    ];
+    let order = std::fs::read_to_string(f.dir.path().join("order")).unwrap();
+    assert_eq!(
+        order.lines().collect::<Vec<_>>(),
+        stages.map(|(stage, _)| stage),
+        "hook order"
+    );
+    for (stage, status) in stages {
         let state: serde_json::Value = serde_json::from_slice(
             &std::fs::read(f.dir.path().join(format!("{stage}.json"))).unwrap(),
         )

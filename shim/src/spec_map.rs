@@ -99,7 +99,7 @@ pub enum MapError {
 }
 
 /// Guest memory in MiB: the annotation if set; else the cgroup memory limit minus
-/// [`TENDER_HEADROOM_MIB`], at most `default_mib`; else `default_mib`. A limit that leaves
+/// [`TENDER_HEADROOM_MIB`]; else `default_mib`. A limit that leaves
 /// less than [`MIN_GUEST_MIB`] is an error.
 pub fn guest_memory_mib(spec: &Spec, default_mib: u64) -> Result<u64, MapError> {
     if let Some(v) = annotation(spec, MEMORY_ANNOTATION) {
@@ -123,7 +123,6 @@ pub fn guest_memory_mib(spec: &Spec, default_mib: u64) -> Result<u64, MapError> 
             let mib = (limit as u64) >> 20;
             mib.checked_sub(TENDER_HEADROOM_MIB)
                 .filter(|g| *g >= MIN_GUEST_MIB)
-                .map(|g| g.min(default_mib))
                 .ok_or(MapError::LimitTooSmall { limit })
         }
     }
@@ -438,7 +437,14 @@ mod tests {
         let s =
             spec(r#"{"ociVersion":"1.0.2","linux":{"resources":{"memory":{"limit":134217728}}}}"#);
         assert_eq!(guest_memory_mib(&s, 512), Ok(128 - TENDER_HEADROOM_MIB));
-        assert_eq!(guest_memory_mib(&s, 64), Ok(64), "capped at the default");
+        assert_eq!(
+            guest_memory_mib(&s, 64),
+            Ok(128 - TENDER_HEADROOM_MIB),
+            "the limit wins over the default"
+        );
+        let s =
+            spec(r#"{"ociVersion":"1.0.2","linux":{"resources":{"memory":{"limit":4294967296}}}}"#);
+        assert_eq!(guest_memory_mib(&s, 512), Ok(4096 - TENDER_HEADROOM_MIB));
         let s = spec(r#"{"ociVersion":"1.0.2","linux":{"resources":{"memory":{"limit":-1}}}}"#);
         assert_eq!(guest_memory_mib(&s, 64), Ok(64), "no limit");
         let s =

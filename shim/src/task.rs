@@ -337,12 +337,13 @@ impl TaskService {
         let pid = tender.pid();
         set_oom_score_adj(&id, pid, process.oom_score_adj());
         // Hooks of the create stages see the tender, ready and waiting (nerdctl's
-        // createRuntime hook configures networking this way).
-        let state = hooks::state_json(&spec, &id, "created", pid, &bundle);
+        // createRuntime hook configures networking this way), in runc's order and with the
+        // state runc gives them.
+        let state = hooks::state_json(&spec, &id, "creating", pid, &bundle);
         for stage in [
+            Stage::Prestart,
             Stage::CreateRuntime,
             Stage::CreateContainer,
-            Stage::Prestart,
         ] {
             if let Err(e) = hooks::run(&spec, stage, &state).await {
                 tender.kill_and_reap().await;
