@@ -133,6 +133,19 @@ fn main(ctx: &Ctx) -> i32 {
                 println!("block: read of block 0 failed");
                 return 1;
             }
+            // What block 0 starts with, as text: a tar image's first member name and its
+            // format magic (offset 257).
+            fn text(b: &[u8]) -> &str {
+                let end = b.iter().position(|c| *c == 0).unwrap_or(b.len());
+                core::str::from_utf8(&b[..end]).unwrap_or("?")
+            }
+            if buf.len() >= 263 {
+                println!(
+                    "block 0 starts with {:?}, magic {:?}",
+                    text(&buf[..100]),
+                    text(&buf[257..263])
+                );
+            }
             match block::write(&d, 0, buf) {
                 Err(e) => {
                     println!("write refused errno={e}");
