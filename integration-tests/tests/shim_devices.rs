@@ -741,6 +741,19 @@ fn systemd_cgroup_path_and_pids_limit() {
             .join("memory.limit_in_bytes"),
     )
     .unwrap_or_default();
+    // Stats (`ctr task metrics`) reads the same cgroup: its limits are the spec's.
+    let metrics = text(&f.c.ctr(&["task", "metrics", &id]));
+    let metric = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .map(str::to_string)
+    };
+    let reported = (metric("pids.limit"), metric("memory.limit_in_bytes"));
+    let cpu_ns: u64 = metric("cpuacct.usage")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let _ = f.c.ctr(&["task", "kill", "-s", "SIGKILL", &id]);
     std::thread::sleep(Duration::from_millis(300));
     let _ = f.c.ctr(&["task", "delete", &id]);
@@ -760,6 +773,15 @@ fn systemd_cgroup_path_and_pids_limit() {
     );
     assert_eq!(pids_max.trim(), "7");
     assert_eq!(mem_limit.trim(), (128u64 << 20).to_string());
+    assert_eq!(
+        reported,
+        (Some("7".to_string()), Some((128u64 << 20).to_string())),
+        "limits in ctr task metrics: {metrics}"
+    );
+    assert!(
+        cpu_ns > 0,
+        "the tender's CPU time in ctr task metrics: {metrics}"
+    );
     assert!(gone, "the scope's cgroup is removed on delete");
 
     // A malformed systemd path is a clear Create error.

@@ -12,11 +12,13 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use cgroups_rs::fs::cpu::CpuController;
+use cgroups_rs::fs::cpuacct::CpuAcctController;
 use cgroups_rs::fs::freezer::FreezerController;
 use cgroups_rs::fs::memory::MemController;
 use cgroups_rs::fs::pid::PidController;
 use cgroups_rs::fs::{hierarchies, Cgroup, MaxValue};
 use cgroups_rs::FreezerState;
+use containerd_shim_protos::cgroups::metrics::Metrics;
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use oci_spec::runtime::LinuxResources;
 
@@ -362,11 +364,56 @@ impl ContainerCgroup {
                 .map_err(|e| self.err("collect metrics", e))?;
             containerd_shim::util::convert_to_any(Box::new(m))
         } else {
-            let m = containerd_shim::cgroup::collect_metrics(&self.cg)
+            let mut m = containerd_shim::cgroup::collect_metrics(&self.cg)
                 .map_err(|e| self.err("collect metrics", e))?;
+            self.complete_v1_metrics(&mut m);
             containerd_shim::util::convert_to_any(Box::new(m))
         };
         any.map_err(|e| self.err("encode metrics", e))
+    }
+
+    /// Fills in what the crate's v1 collector leaves at zero and `ctr task metrics` (and
+    /// CRI's stats) show: the memory limit, peak and failure count, and CPU time from
+    /// cpuacct (total, per CPU, user and system).
+    fn complete_v1_metrics(&self, m: &mut Metrics) {
+        if let Some(mem) = self.cg.controller_of::<MemController>() {
+            let stat = mem.memory_stat();
+            let usage = m
+                .memory
+                .mut_or_insert_default()
+                .usage
+                .mut_or_insert_default();
+            usage.limit = u64::try_from(stat.limit_in_bytes).unwrap_or(0);
+            usage.max = stat.max_usage_in_bytes;
+            usage.failcnt = stat.fail_cnt;
+        }
+        if let Some(acct) = self.cg.controller_of::<CpuAcctController>() {
+            let acct = acct.cpuacct();
+            let usage = m.cpu.mut_or_insert_default().usage.mut_or_insert_default();
+            usage.total = acct.usage;
+            usage.per_cpu = acct
+                .usage_percpu
+                .split_whitespace()
+                .filter_map(|v| v.parse().ok())
+                .collect();
+            // cpuacct.stat counts clock ticks; containerd's metrics are nanoseconds.
+            // SAFETY: sysconf with a valid name has no preconditions.
+            let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+            let ns_per_tick =
+                1_000_000_000 / u64::try_from(hz).ok().filter(|h| *h > 0).unwrap_or(100);
+            for line in acct.stat.lines() {
+                let mut f = line.split_whitespace();
+                let (Some(key), Some(Ok(ticks))) = (f.next(), f.next().map(str::parse::<u64>))
+                else {
+                    continue;
+                };
+                match key {
+                    "user" => usage.user = ticks * ns_per_tick,
+                    "system" => usage.kernel = ticks * ns_per_tick,
+                    _ => {}
+                }
+            }
+        }
     }
 
     /// Whether the kernel's OOM killer killed a process of this cgroup (cgroup v1
