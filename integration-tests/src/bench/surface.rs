@@ -3,11 +3,13 @@
 use super::RUNC;
 use crate::containerd::{unique, PrivateContainerd};
 
-/// The sweep behind [`kernel_syscalls`]: a child process per number makes the call with zero
-/// arguments; anything but `ENOSYS` counts. Zero arguments are not harmless (`fchmod(0, 0)`,
-/// `sethostname(NULL, 0)`, `msgget(IPC_PRIVATE, 0)`, ...), so each child first points fds 0-2 at
-/// a private memfd, and the sweep only ever runs inside a runc container (its own UTS, IPC,
-/// mount and network namespaces, runc's default capabilities), never on the host.
+/// The sweep behind [`kernel_syscalls`] and [`default_profile_syscalls`]: a child process per
+/// number makes the call with zero arguments and the sweep prints `NR OUTCOME` per number, the
+/// outcome being the call's errno (0 when it did not fail, 1000 + signal when it killed the
+/// child). Zero arguments are not harmless (`fchmod(0, 0)`, `sethostname(NULL, 0)`,
+/// `msgget(IPC_PRIVATE, 0)`, ...), so each child first points fds 0-2 at a private memfd, and
+/// the sweep only ever runs inside a runc container (its own UTS, IPC, mount and network
+/// namespaces, runc's default capabilities), never on the host.
 pub const SYSCOUNT: &str = r#"#define _GNU_SOURCE
 #include <errno.h>
 #include <signal.h>
@@ -17,47 +19,81 @@ pub const SYSCOUNT: &str = r#"#define _GNU_SOURCE
 #include <sys/wait.h>
 #include <unistd.h>
 int main(void) {
-    int count = 0;
     for (long nr = 0; nr <= 520; nr++) {
         pid_t p = fork();
         if (p == 0) {
             int fd = memfd_create("scratch", 0);
-            if (fd < 0) _exit(2);
+            if (fd < 0) _exit(255);
             dup2(fd, 0); dup2(fd, 1); dup2(fd, 2);
             if (fd > 2) close(fd);
             alarm(1);
             long rc = syscall(nr, 0, 0, 0, 0, 0, 0);
-            _exit(rc == -1 && errno == ENOSYS ? 1 : 0);
+            _exit(rc == -1 ? (errno < 255 ? errno : 254) : 0);
         }
         int st;
         waitpid(p, &st, 0);
-        if (WIFEXITED(st) && WEXITSTATUS(st) == 2) return 2;
-        if (!(WIFEXITED(st) && WEXITSTATUS(st) == 1)) count++;
+        if (WIFEXITED(st) && WEXITSTATUS(st) == 255) return 2;
+        printf("%ld %d\n", nr, WIFEXITED(st) ? WEXITSTATUS(st) : 1000 + WTERMSIG(st));
     }
-    printf("%d\n", count);
     return 0;
 }
 "#;
 
-/// System call numbers (0..=520) the running kernel implements, counted by [`SYSCOUNT`] at
-/// `/syscount` of `image` in a runc container without a seccomp profile: what such a container
-/// can reach.
-pub fn kernel_syscalls(c: &PrivateContainerd, image: &str) -> usize {
+const ENOSYS: i32 = 38;
+const EPERM: i32 = 1;
+
+/// Runs the sweep at `/syscount` of `image` in a runc container (`extra` are `ctr run` options
+/// before the image): each number's outcome.
+fn sweep(c: &PrivateContainerd, image: &str, extra: &[&str]) -> Vec<(u32, i32)> {
     let id = unique("surface");
-    let out = c.ctr(&["run", "--rm", "--runtime", RUNC, image, &id, "/syscount"]);
+    let mut args = vec!["run", "--rm", "--runtime", RUNC];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&[image, &id, "/syscount"]);
+    let out = c.ctr(&args);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "syscount in runc: {}{}",
+        "syscount in runc {extra:?}: {}{}",
         text,
         String::from_utf8_lossy(&out.stderr)
     );
-    text.trim().parse().expect("syscount prints a count")
+    let outcomes: Vec<(u32, i32)> = text
+        .lines()
+        .filter_map(|l| {
+            let (nr, outcome) = l.split_once(' ')?;
+            Some((nr.parse().ok()?, outcome.trim().parse().ok()?))
+        })
+        .collect();
+    assert_eq!(outcomes.len(), 521, "syscount printed {text}");
+    outcomes
 }
 
-/// Distinct system calls containerd's default seccomp profile (Docker's) allows, read from the
-/// spec `ctr` generates with `--seccomp`.
-pub fn default_profile_syscalls(c: &PrivateContainerd, image: &str) -> usize {
+/// System call numbers (0..=520) the running kernel implements, counted by [`SYSCOUNT`] in a
+/// runc container without a seccomp profile: what such a container can reach.
+pub fn kernel_syscalls(c: &PrivateContainerd, image: &str) -> usize {
+    sweep(c, image, &[])
+        .iter()
+        .filter(|(_, o)| *o != ENOSYS)
+        .count()
+}
+
+/// The x86_64 system call numbers by name, from the kernel headers gcc builds the sweep with.
+fn syscall_numbers() -> std::collections::HashMap<String, u32> {
+    let header = std::fs::read_to_string("/usr/include/x86_64-linux-gnu/asm/unistd_64.h")
+        .expect("the kernel headers (linux-libc-dev) for the syscall table");
+    header
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("#define __NR_")?;
+            let (name, nr) = rest.split_once(char::is_whitespace)?;
+            Some((name.to_string(), nr.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// The names containerd's default seccomp profile (Docker's) allows, read from the spec `ctr`
+/// generates with `--seccomp`.
+fn default_profile_names(c: &PrivateContainerd, image: &str) -> std::collections::BTreeSet<String> {
     let id = unique("surface");
     let out = c.ctr(&["container", "create", "--seccomp", image, &id]);
     assert!(
@@ -82,5 +118,29 @@ pub fn default_profile_syscalls(c: &PrivateContainerd, image: &str) -> usize {
             }
         }
     }
-    names.len()
+    names
+}
+
+/// Distinct system calls a runc container under containerd's default seccomp profile
+/// (Docker's, `ctr run --seccomp`) can reach, probed by the same sweep: numbers the kernel
+/// implements that the profile does not answer with its `EPERM` (or `ENOSYS`). A call that
+/// fails with `EPERM` with and without the profile (one that needs a capability) is told apart
+/// by the profile's own list of names.
+pub fn default_profile_syscalls(c: &PrivateContainerd, image: &str) -> usize {
+    let open = sweep(c, image, &[]);
+    let confined = sweep(c, image, &["--seccomp"]);
+    let allowed: std::collections::BTreeSet<u32> = {
+        let numbers = syscall_numbers();
+        default_profile_names(c, image)
+            .iter()
+            .filter_map(|n| numbers.get(n).copied())
+            .collect()
+    };
+    open.iter()
+        .zip(&confined)
+        .filter(|((nr, without), (_, with))| {
+            let filtered = *with == EPERM && (*without != EPERM || !allowed.contains(nr));
+            *without != ENOSYS && *with != ENOSYS && !filtered
+        })
+        .count()
 }

@@ -248,8 +248,7 @@ fn surface_rows(c: &PrivateContainerd, img: &bench::Images) -> Vec<Row> {
         Row {
             figure: "attack surface: host syscalls reachable, disk + NIC".into(),
             nabla: one(with),
-            baseline_name: "runc with containerd's default profile (syscall names it allows)"
-                .into(),
+            baseline_name: "runc with containerd's default seccomp profile (probed)".into(),
             baseline: one(profile),
             target: "9".into(),
             met: Some(with == 9.0),
