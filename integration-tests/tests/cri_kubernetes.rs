@@ -527,4 +527,22 @@ async fn pod_with_unikernels_through_cri() {
     }
     assert_eq!(alive(&holders), 0, "the pod's holder outlived its shim");
     assert!(c.nabla_shim_pids().is_empty(), "{:?}", c.nabla_shim_pids());
+
+    // Both pods are gone without a trace: no process of theirs, no mount under the daemon's
+    // directories, no task bundle left in containerd's state.
+    for id in [&pod, &pod2] {
+        let left = nabla_integration_tests::containerd::processes_mentioning(id);
+        assert!(left.is_empty(), "processes of pod {id} left: {left:?}");
+    }
+    let mounts = nabla_integration_tests::containerd::mounts_under(c.base());
+    assert!(mounts.is_empty(), "mounts left: {mounts:?}");
+    let bundles = c.base().join("state/io.containerd.runtime.v2.task/k8s.io");
+    let left: Vec<_> = std::fs::read_dir(&bundles)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        left.is_empty(),
+        "task bundles left in {}: {left:?}",
+        bundles.display()
+    );
 }
