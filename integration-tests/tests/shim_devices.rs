@@ -845,3 +845,61 @@ fn a_guest_over_its_memory_limit_is_oom_killed_and_reported() {
     );
     assert_eq!(f.leftover_tasks().trim(), "");
 }
+
+#[test]
+fn additional_gids_and_oom_score_adj_from_the_spec() {
+    let f = Fixture::new();
+    let rootfs = f.dir.path().join("rootfs");
+    std::fs::create_dir_all(&rootfs).unwrap();
+    std::fs::copy(
+        nabla_integration_tests::tender::guest("clock"),
+        rootfs.join("clock"),
+    )
+    .unwrap();
+    let path = spec_with_hooks(
+        &f,
+        &rootfs,
+        &["/clock", "tick", "50"],
+        serde_json::json!({}),
+    );
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    spec["process"]["user"] =
+        serde_json::json!({"uid": 1000, "gid": 1000, "additionalGids": [2000, 3000]});
+    spec["process"]["oomScoreAdj"] = serde_json::json!(500);
+    std::fs::write(&path, serde_json::to_vec(&spec).unwrap()).unwrap();
+    let id = unique("gids");
+    let out =
+        f.c.ctr(&["run", "-d", "--runtime", NABLA, "--config", &path, &id]);
+    assert!(out.status.success(), "{}", text(&out));
+    let ls = text(&f.c.ctr(&["task", "ls"]));
+    let pid = ls
+        .lines()
+        .find(|l| l.starts_with(&id))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or_else(|| panic!("{ls}"))
+        .to_string();
+    // Once the guest runs, the tender has taken on the user.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline && status_field(&pid, "Seccomp:") != "2" {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (uid, gid, groups) = (
+        status_field(&pid, "Uid:"),
+        status_field(&pid, "Gid:"),
+        status_field(&pid, "Groups:"),
+    );
+    let oom = std::fs::read_to_string(format!("/proc/{pid}/oom_score_adj")).unwrap_or_default();
+    let _ = f.c.ctr(&["task", "kill", "-s", "SIGKILL", &id]);
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = f.c.ctr(&["task", "delete", &id]);
+    let _ = f.c.ctr(&["container", "rm", &id]);
+    assert_eq!(uid.split_whitespace().collect::<Vec<_>>(), ["1000"; 4]);
+    assert_eq!(gid.split_whitespace().collect::<Vec<_>>(), ["1000"; 4]);
+    assert_eq!(
+        groups.split_whitespace().collect::<Vec<_>>(),
+        ["2000", "3000"],
+        "process.user.additionalGids"
+    );
+    assert_eq!(oom.trim(), "500", "process.oomScoreAdj");
+}
