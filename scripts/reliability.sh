@@ -5,12 +5,15 @@
 #   NABLA_CHURN_CYCLES   churn cycles (default 500)
 #   NABLA_FUZZ_ITERATIONS loader mutations per corpus file (default 30000)
 #   NABLA_REPEAT          runs of each fault and hostile-input case (default 5)
+#   NABLA_FUZZ_SECONDS    coverage-guided fuzzing of the loader with cargo fuzz (default 120;
+#                         cargo-fuzz is installed with cargo if missing; 0 skips it)
 set -uo pipefail
 
 cd "$(dirname "$0")/.."
 cycles="${NABLA_CHURN_CYCLES:-500}"
 fuzz="${NABLA_FUZZ_ITERATIONS:-30000}"
 repeat="${NABLA_REPEAT:-5}"
+fuzz_seconds="${NABLA_FUZZ_SECONDS:-120}"
 cargo="${CARGO:-cargo}"
 logs="$(mktemp -d)"
 trap 'rm -rf "$logs"' EXIT
@@ -65,6 +68,27 @@ else
     tail -n 40 "$logs/fuzz" >&2
 fi
 rows+=("| loader fuzz: hostile ELF files and manifests | $fuzz per corpus file | $result |")
+
+if [ "$fuzz_seconds" -gt 0 ]; then
+    echo "reliability: coverage-guided loader fuzzing (cargo fuzz), $fuzz_seconds s" >&2
+    result="FAILED"
+    if "$cargo" fuzz --version >/dev/null 2>&1 ||
+        "$cargo" install cargo-fuzz --locked >"$logs/cargo-fuzz-install" 2>&1; then
+        # On a copy of the corpus: libFuzzer adds every input that finds new coverage.
+        cp -r tender/fuzz/corpus/loader "$logs/corpus"
+        if (cd tender && "$cargo" fuzz run loader --sanitizer none "$logs/corpus" \
+            -- -max_total_time="$fuzz_seconds") >"$logs/libfuzzer" 2>&1; then
+            runs="$(grep -o 'Done [0-9]* runs' "$logs/libfuzzer" | tail -n1)"
+            result="${runs#Done } without a crash or panic"
+        else
+            tail -n 40 "$logs/libfuzzer" >&2
+        fi
+    else
+        tail -n 20 "$logs/cargo-fuzz-install" >&2
+    fi
+    [ "$result" = FAILED ] && failed=1
+    rows+=("| loader fuzz, coverage-guided (libFuzzer through cargo fuzz) | $fuzz_seconds s | $result |")
+fi
 
 echo "reliability: fault and hostile-input cases, $repeat runs each" >&2
 it=nabla-integration-tests
