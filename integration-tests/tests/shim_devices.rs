@@ -53,6 +53,36 @@ impl Fixture {
         self.c.ctr(&v)
     }
 
+    /// A rootfs directory holding the test guest `name` at `/name`.
+    fn rootfs_with(&self, name: &str) -> std::path::PathBuf {
+        let rootfs = self.dir.path().join("rootfs");
+        std::fs::create_dir_all(&rootfs).unwrap();
+        std::fs::copy(
+            nabla_integration_tests::tender::guest(name),
+            rootfs.join(name),
+        )
+        .unwrap();
+        rootfs
+    }
+
+    /// The host pid of the running task `id`, from `ctr task ls`.
+    fn task_pid(&self, id: &str) -> String {
+        let ls = text(&self.c.ctr(&["task", "ls"]));
+        ls.lines()
+            .find(|l| l.split_whitespace().next() == Some(id))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap_or_else(|| panic!("no task {id}: {ls}"))
+            .to_string()
+    }
+
+    /// Kills the task `id` and removes it and its container.
+    fn remove(&self, id: &str) {
+        let _ = self.c.ctr(&["task", "kill", "-s", "SIGKILL", id]);
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = self.c.ctr(&["task", "delete", id]);
+        let _ = self.c.ctr(&["container", "rm", id]);
+    }
+
     fn leftover_tasks(&self) -> String {
         text(&self.c.ctr(&["task", "ls", "-q"]))
     }
@@ -339,13 +369,7 @@ fn user_memory_and_arguments_from_the_spec() {
         "1000",
     ]);
     assert!(out.status.success(), "{}", text(&out));
-    let ls = text(&f.c.ctr(&["task", "ls"]));
-    let pid = ls
-        .lines()
-        .find(|l| l.starts_with(&id))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap_or_default()
-        .to_string();
+    let pid = f.task_pid(&id);
     // Wait for the guest to run (the filter is in place by then).
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline && status_field(&pid, "Seccomp:") != "2" {
@@ -570,13 +594,7 @@ fn spec_with_hooks(f: &Fixture, rootfs: &Path, args: &[&str], hooks: serde_json:
 #[test]
 fn oci_hooks_run_with_the_state_on_stdin() {
     let f = Fixture::new();
-    let rootfs = f.dir.path().join("rootfs");
-    std::fs::create_dir_all(&rootfs).unwrap();
-    std::fs::copy(
-        nabla_integration_tests::tender::guest("hello"),
-        rootfs.join("hello"),
-    )
-    .unwrap();
+    let rootfs = f.rootfs_with("hello");
     let d = f.dir.path().display().to_string();
     let record = |stage: &str| serde_json::json!([{"path": "/bin/sh", "args": ["sh", "-c", format!("cat > {d}/{stage}.json; echo {stage} >> {d}/order")]}]);
     let hooks = serde_json::json!({
@@ -664,13 +682,7 @@ fn oci_hooks_run_with_the_state_on_stdin() {
 fn unknown_spec_fields_are_ignored_as_oci_requires() {
     // The runtime spec: implementations MUST ignore properties they do not know.
     let f = Fixture::new();
-    let rootfs = f.dir.path().join("rootfs");
-    std::fs::create_dir_all(&rootfs).unwrap();
-    std::fs::copy(
-        nabla_integration_tests::tender::guest("hello"),
-        rootfs.join("hello"),
-    )
-    .unwrap();
+    let rootfs = f.rootfs_with("hello");
     let path = spec_with_hooks(&f, &rootfs, &["/hello", "unknown"], serde_json::json!({}));
     let mut spec: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
@@ -696,13 +708,7 @@ fn systemd_cgroup_path_and_pids_limit() {
         return;
     }
     let f = Fixture::new();
-    let rootfs = f.dir.path().join("rootfs");
-    std::fs::create_dir_all(&rootfs).unwrap();
-    std::fs::copy(
-        nabla_integration_tests::tender::guest("clock"),
-        rootfs.join("clock"),
-    )
-    .unwrap();
+    let rootfs = f.rootfs_with("clock");
     let id = unique("sysd");
     let slice = format!("nablatest{}", std::process::id());
     let path = spec_with_hooks(
@@ -720,13 +726,7 @@ fn systemd_cgroup_path_and_pids_limit() {
     let out =
         f.c.ctr(&["run", "-d", "--runtime", NABLA, "--config", &path, &id]);
     assert!(out.status.success(), "{}", text(&out));
-    let ls = text(&f.c.ctr(&["task", "ls"]));
-    let pid = ls
-        .lines()
-        .find(|l| l.starts_with(&id))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap_or_else(|| panic!("{ls}"))
-        .to_string();
+    let pid = f.task_pid(&id);
     let want = format!("/{slice}.slice/{slice}-pods.slice/nabla-{id}.scope");
     let pid: u32 = pid.parse().unwrap();
     let placed = (
@@ -754,10 +754,7 @@ fn systemd_cgroup_path_and_pids_limit() {
     let cpu_ns: u64 = metric("cpuacct.usage")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    let _ = f.c.ctr(&["task", "kill", "-s", "SIGKILL", &id]);
-    std::thread::sleep(Duration::from_millis(300));
-    let _ = f.c.ctr(&["task", "delete", &id]);
-    let _ = f.c.ctr(&["container", "rm", &id]);
+    f.remove(&id);
     let gone = !dir.exists();
     // The slices above the scope are the system's (systemd's, on a systemd host); remove the
     // test's own.
@@ -849,13 +846,7 @@ fn a_guest_over_its_memory_limit_is_oom_killed_and_reported() {
 #[test]
 fn additional_gids_and_oom_score_adj_from_the_spec() {
     let f = Fixture::new();
-    let rootfs = f.dir.path().join("rootfs");
-    std::fs::create_dir_all(&rootfs).unwrap();
-    std::fs::copy(
-        nabla_integration_tests::tender::guest("clock"),
-        rootfs.join("clock"),
-    )
-    .unwrap();
+    let rootfs = f.rootfs_with("clock");
     let path = spec_with_hooks(
         &f,
         &rootfs,
@@ -872,13 +863,7 @@ fn additional_gids_and_oom_score_adj_from_the_spec() {
     let out =
         f.c.ctr(&["run", "-d", "--runtime", NABLA, "--config", &path, &id]);
     assert!(out.status.success(), "{}", text(&out));
-    let ls = text(&f.c.ctr(&["task", "ls"]));
-    let pid = ls
-        .lines()
-        .find(|l| l.starts_with(&id))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap_or_else(|| panic!("{ls}"))
-        .to_string();
+    let pid = f.task_pid(&id);
     // Once the guest runs, the tender has taken on the user.
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline && status_field(&pid, "Seccomp:") != "2" {
@@ -890,10 +875,7 @@ fn additional_gids_and_oom_score_adj_from_the_spec() {
         status_field(&pid, "Groups:"),
     );
     let oom = std::fs::read_to_string(format!("/proc/{pid}/oom_score_adj")).unwrap_or_default();
-    let _ = f.c.ctr(&["task", "kill", "-s", "SIGKILL", &id]);
-    std::thread::sleep(Duration::from_millis(300));
-    let _ = f.c.ctr(&["task", "delete", &id]);
-    let _ = f.c.ctr(&["container", "rm", &id]);
+    f.remove(&id);
     assert_eq!(uid.split_whitespace().collect::<Vec<_>>(), ["1000"; 4]);
     assert_eq!(gid.split_whitespace().collect::<Vec<_>>(), ["1000"; 4]);
     assert_eq!(
