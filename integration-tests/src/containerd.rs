@@ -152,6 +152,17 @@ state = "{b}/state"
             .expect("run ctr")
     }
 
+    /// The host pid of the running task `id`, from `ctr task ls`; panics if there is none.
+    pub fn task_pid(&self, id: &str) -> i32 {
+        let out = self.ctr(&["task", "ls"]);
+        let ls = String::from_utf8_lossy(&out.stdout);
+        ls.lines()
+            .find(|l| l.split_whitespace().next() == Some(id))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no task {id}: {ls}"))
+    }
+
     /// Imports an image tar; panics with ctr's message on failure.
     pub fn import(&self, tar: &Path) {
         let out = self.ctr(&["image", "import", &tar.to_string_lossy()]);

@@ -175,12 +175,7 @@ impl Containerd {
     }
 
     fn task_pid(&self, id: &str) -> i32 {
-        let out = self.ctr_ok(&["task", "ls"]);
-        out.lines()
-            .find(|l| l.split_whitespace().next() == Some(id))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no task {id}: {out}"))
+        self.inner.task_pid(id)
     }
 
     fn wait_status(&self, id: &str, status: &str) {

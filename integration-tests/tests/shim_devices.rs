@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use nabla_integration_tests::containerd::{unique, PrivateContainerd};
 use nabla_integration_tests::netns::{udp_echo, NetNs};
 use nabla_integration_tests::oci_image::guest_image;
-use nabla_integration_tests::procfs::cgroup_path;
+use nabla_integration_tests::procfs::{self, cgroup_path};
 use nabla_integration_tests::tender::LiveTender;
 
 const NABLA: &str = "io.containerd.nabla.v2";
@@ -44,11 +44,15 @@ impl Fixture {
 
     /// `ctr run --rm --runtime nabla EXTRA... IMAGE ID ARGS...`
     fn run(&self, extra: &[&str], image: &str, args: &[&str]) -> Output {
-        let id = unique("dev");
+        self.run_as(&unique("dev"), extra, image, args)
+    }
+
+    /// `ctr run --rm` of `image` as container `id`, with `extra` options and `args`.
+    fn run_as(&self, id: &str, extra: &[&str], image: &str, args: &[&str]) -> Output {
         let mut v = vec!["run", "--rm", "--runtime", NABLA];
         v.extend_from_slice(extra);
         v.push(image);
-        v.push(&id);
+        v.push(id);
         v.extend_from_slice(args);
         self.c.ctr(&v)
     }
@@ -65,21 +69,15 @@ impl Fixture {
         rootfs
     }
 
-    /// The host pid of the running task `id`, from `ctr task ls`.
-    fn task_pid(&self, id: &str) -> String {
-        let ls = text(&self.c.ctr(&["task", "ls"]));
-        ls.lines()
-            .find(|l| l.split_whitespace().next() == Some(id))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .unwrap_or_else(|| panic!("no task {id}: {ls}"))
-            .to_string()
-    }
-
-    /// Kills the task `id` and removes it and its container.
+    /// Kills the task `id`, deletes it once it has stopped, and removes its container.
     fn remove(&self, id: &str) {
         let _ = self.c.ctr(&["task", "kill", "-s", "SIGKILL", id]);
-        std::thread::sleep(Duration::from_millis(300));
-        let _ = self.c.ctr(&["task", "delete", id]);
+        for _ in 0..100 {
+            if self.c.ctr(&["task", "delete", id]).status.success() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.c.ctr(&["container", "rm", id]);
     }
 
@@ -342,14 +340,6 @@ fn a_nic_needs_a_network_namespace_with_an_interface() {
     assert_eq!(f.leftover_tasks().trim(), "");
 }
 
-fn status_field(pid: &str, key: &str) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string()))
-        .unwrap_or_default()
-}
-
 #[test]
 fn user_memory_and_arguments_from_the_spec() {
     let f = Fixture::new();
@@ -369,17 +359,15 @@ fn user_memory_and_arguments_from_the_spec() {
         "1000",
     ]);
     assert!(out.status.success(), "{}", text(&out));
-    let pid = f.task_pid(&id);
+    let pid = f.c.task_pid(&id).to_string();
     // Wait for the guest to run (the filter is in place by then).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline && status_field(&pid, "Seccomp:") != "2" {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let status = procfs::status_once_filtered(&pid, Duration::from_secs(10));
+    let field = |k: &str| procfs::status_field(&status, k);
     let (uid, caps, nnp, nspid) = (
-        status_field(&pid, "Uid:"),
-        status_field(&pid, "CapEff:"),
-        status_field(&pid, "NoNewPrivs:"),
-        status_field(&pid, "NSpid:"),
+        field("Uid:"),
+        field("CapEff:"),
+        field("NoNewPrivs:"),
+        field("NSpid:"),
     );
     // ctr's default spec asks for new pid, network, IPC, UTS and mount namespaces: the
     // tender is not in the host's, and it is its pid namespace's init.
@@ -401,14 +389,7 @@ fn user_memory_and_arguments_from_the_spec() {
                 .join(" ")
         })
         .unwrap_or_default();
-    let _ = f.c.ctr(&["task", "kill", "-s", "SIGKILL", &id]);
-    for _ in 0..100 {
-        if f.c.ctr(&["task", "delete", &id]).status.success() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = f.c.ctr(&["container", "delete", &id]);
+    f.remove(&id);
     assert_eq!(
         uid.split_whitespace().next(),
         Some("1000"),
@@ -457,17 +438,7 @@ fn user_memory_and_arguments_from_the_spec() {
     // A limit too small for any guest: a clear Create error, and nothing left behind.
     let id = unique("dev");
     let tiny = (8u64 << 20).to_string();
-    let out = f.c.ctr(&[
-        "run",
-        "--rm",
-        "--runtime",
-        NABLA,
-        "--memory-limit",
-        &tiny,
-        &meminfo,
-        &id,
-        "/meminfo",
-    ]);
+    let out = f.run_as(&id, &["--memory-limit", &tiny], &meminfo, &["/meminfo"]);
     assert!(
         !out.status.success() && text(&out).contains("too small for a unikernel"),
         "{}",
@@ -578,6 +549,14 @@ fn rootfs_as_a_block_device() {
     );
 }
 
+/// Rewrites the spec file at `path` with `edit` applied.
+fn edit_spec(path: &str, edit: impl FnOnce(&mut serde_json::Value)) {
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    edit(&mut spec);
+    std::fs::write(path, serde_json::to_vec(&spec).unwrap()).unwrap();
+}
+
 /// A spec (from `ctr oci spec`) running `args` from a rootfs directory, with `hooks`.
 fn spec_with_hooks(f: &Fixture, rootfs: &Path, args: &[&str], hooks: serde_json::Value) -> String {
     let out = f.c.ctr(&["oci", "spec"]);
@@ -684,12 +663,11 @@ fn unknown_spec_fields_are_ignored_as_oci_requires() {
     let f = Fixture::new();
     let rootfs = f.rootfs_with("hello");
     let path = spec_with_hooks(&f, &rootfs, &["/hello", "unknown"], serde_json::json!({}));
-    let mut spec: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    spec["x-vendor.example"] = serde_json::json!({"anything": [1, 2]});
-    spec["process"]["x-future"] = serde_json::json!(true);
-    spec["linux"]["x-future"] = serde_json::json!("later");
-    std::fs::write(&path, serde_json::to_vec(&spec).unwrap()).unwrap();
+    edit_spec(&path, |spec| {
+        spec["x-vendor.example"] = serde_json::json!({"anything": [1, 2]});
+        spec["process"]["x-future"] = serde_json::json!(true);
+        spec["linux"]["x-future"] = serde_json::json!("later");
+    });
     let id = unique("unknown");
     let out =
         f.c.ctr(&["run", "--rm", "--runtime", NABLA, "--config", &path, &id]);
@@ -717,18 +695,16 @@ fn systemd_cgroup_path_and_pids_limit() {
         &["/clock", "tick", "50"],
         serde_json::json!({}),
     );
-    let mut spec: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    spec["linux"]["cgroupsPath"] = serde_json::json!(format!("{slice}-pods.slice:nabla:{id}"));
-    spec["linux"]["resources"]["pids"] = serde_json::json!({"limit": 7});
-    spec["linux"]["resources"]["memory"] = serde_json::json!({"limit": 128u64 << 20});
-    std::fs::write(&path, serde_json::to_vec(&spec).unwrap()).unwrap();
+    edit_spec(&path, |spec| {
+        spec["linux"]["cgroupsPath"] = serde_json::json!(format!("{slice}-pods.slice:nabla:{id}"));
+        spec["linux"]["resources"]["pids"] = serde_json::json!({"limit": 7});
+        spec["linux"]["resources"]["memory"] = serde_json::json!({"limit": 128u64 << 20});
+    });
     let out =
         f.c.ctr(&["run", "-d", "--runtime", NABLA, "--config", &path, &id]);
     assert!(out.status.success(), "{}", text(&out));
-    let pid = f.task_pid(&id);
+    let pid = f.c.task_pid(&id) as u32;
     let want = format!("/{slice}.slice/{slice}-pods.slice/nabla-{id}.scope");
-    let pid: u32 = pid.parse().unwrap();
     let placed = (
         cgroup_path(pid, "pids").unwrap_or_default(),
         cgroup_path(pid, "memory").unwrap_or_default(),
@@ -782,10 +758,9 @@ fn systemd_cgroup_path_and_pids_limit() {
     assert!(gone, "the scope's cgroup is removed on delete");
 
     // A malformed systemd path is a clear Create error.
-    let mut spec: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    spec["linux"]["cgroupsPath"] = serde_json::json!("not-a-slice:x");
-    std::fs::write(&path, serde_json::to_vec(&spec).unwrap()).unwrap();
+    edit_spec(&path, |spec| {
+        spec["linux"]["cgroupsPath"] = serde_json::json!("not-a-slice:x");
+    });
     let bad = unique("sysdbad");
     let out =
         f.c.ctr(&["run", "--rm", "--runtime", NABLA, "--config", &path, &bad]);
@@ -814,20 +789,17 @@ fn a_guest_over_its_memory_limit_is_oom_killed_and_reported() {
     std::thread::sleep(Duration::from_millis(200));
     let id = unique("oom");
     let limit = (64u64 << 20).to_string();
-    let out = f.c.ctr(&[
-        "run",
-        "--rm",
-        "--runtime",
-        NABLA,
-        "--memory-limit",
-        &limit,
-        "--annotation",
-        "nabla.io/memory=256",
-        &img,
+    let out = f.run_as(
         &id,
-        "/memtouch",
-        "200",
-    ]);
+        &[
+            "--memory-limit",
+            &limit,
+            "--annotation",
+            "nabla.io/memory=256",
+        ],
+        &img,
+        &["/memtouch", "200"],
+    );
     std::thread::sleep(Duration::from_millis(300));
     let _ = events.kill();
     let seen = events.wait_with_output().unwrap();
@@ -853,27 +825,20 @@ fn additional_gids_and_oom_score_adj_from_the_spec() {
         &["/clock", "tick", "50"],
         serde_json::json!({}),
     );
-    let mut spec: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    spec["process"]["user"] =
-        serde_json::json!({"uid": 1000, "gid": 1000, "additionalGids": [2000, 3000]});
-    spec["process"]["oomScoreAdj"] = serde_json::json!(500);
-    std::fs::write(&path, serde_json::to_vec(&spec).unwrap()).unwrap();
+    edit_spec(&path, |spec| {
+        spec["process"]["user"] =
+            serde_json::json!({"uid": 1000, "gid": 1000, "additionalGids": [2000, 3000]});
+        spec["process"]["oomScoreAdj"] = serde_json::json!(500);
+    });
     let id = unique("gids");
     let out =
         f.c.ctr(&["run", "-d", "--runtime", NABLA, "--config", &path, &id]);
     assert!(out.status.success(), "{}", text(&out));
-    let pid = f.task_pid(&id);
+    let pid = f.c.task_pid(&id).to_string();
     // Once the guest runs, the tender has taken on the user.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline && status_field(&pid, "Seccomp:") != "2" {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let (uid, gid, groups) = (
-        status_field(&pid, "Uid:"),
-        status_field(&pid, "Gid:"),
-        status_field(&pid, "Groups:"),
-    );
+    let status = procfs::status_once_filtered(&pid, Duration::from_secs(10));
+    let field = |k: &str| procfs::status_field(&status, k);
+    let (uid, gid, groups) = (field("Uid:"), field("Gid:"), field("Groups:"));
     let oom = std::fs::read_to_string(format!("/proc/{pid}/oom_score_adj")).unwrap_or_default();
     f.remove(&id);
     assert_eq!(uid.split_whitespace().collect::<Vec<_>>(), ["1000"; 4]);

@@ -9,6 +9,7 @@ use nabla_integration_tests::census::{
     allowed, allowed_dev, host_bypass, numbers as census_numbers, passing_args, passing_args_dev,
     EPOLL_FD, TIMER_FD,
 };
+use nabla_integration_tests::procfs;
 use nabla_integration_tests::tender::{guest, tender_bin};
 
 const T: Duration = Duration::from_secs(10);
@@ -44,7 +45,7 @@ fn filter_installed_and_only_guest_fds_left() {
     let n = std::io::Read::read(&mut stdout, &mut buf).unwrap();
     assert!(n > 0);
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |k: &str| status_field(&status, k);
+    let field = |k: &str| procfs::status_field(&status, k);
     let fds: BTreeSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -219,7 +220,7 @@ fn pod_sandbox_holder_is_confined_and_ends_on_sigterm() {
         .spawn()
         .unwrap();
     let pid = child.id();
-    let status = status_once_filtered(pid);
+    let status = procfs::status_once_filtered(pid, T);
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
         .count();
@@ -235,28 +236,6 @@ fn pod_sandbox_holder_is_confined_and_ends_on_sigterm() {
     );
     assert_eq!(fds, 0, "the holder keeps no fd open");
     assert_eq!(nabla_integration_tests::tender::shell_status(st), 143);
-}
-
-/// The value of `key` (e.g. `"Seccomp:"`) in a `/proc/PID/status` text, trimmed.
-fn status_field(status: &str, key: &str) -> String {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(key))
-        .map(str::trim)
-        .unwrap_or_default()
-        .to_string()
-}
-
-/// `/proc/PID/status` once the filter is in place (or after the test's timeout).
-fn status_once_filtered(pid: u32) -> String {
-    let deadline = Instant::now() + T;
-    loop {
-        let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        if s.contains("Seccomp:\t2") || Instant::now() > deadline {
-            return s;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 /// The pid of `parent`'s only child, once it has exec'd `nabla-tender`.
@@ -295,8 +274,8 @@ fn as_pid_namespace_init_terminating_signals_still_end_the_guest() {
         .spawn()
         .unwrap();
     let pid = tender_child(parent.id());
-    let status = status_once_filtered(pid);
-    let field = |k: &str| status_field(&status, k);
+    let status = procfs::status_once_filtered(pid, T);
+    let field = |k: &str| procfs::status_field(&status, k);
     let caught = u64::from_str_radix(&field("SigCgt:"), 16).unwrap();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid as i32),

@@ -42,9 +42,12 @@ int main(void) {
 const ENOSYS: i32 = 38;
 const EPERM: i32 = 1;
 
+/// Each swept number with its outcome.
+pub type Outcomes = Vec<(u32, i32)>;
+
 /// Runs the sweep at `/syscount` of `image` in a runc container (`extra` are `ctr run` options
-/// before the image): each number's outcome.
-fn sweep(c: &PrivateContainerd, image: &str, extra: &[&str]) -> Vec<(u32, i32)> {
+/// before the image, e.g. `--seccomp`): each number's outcome.
+pub fn sweep(c: &PrivateContainerd, image: &str, extra: &[&str]) -> Outcomes {
     let id = unique("surface");
     let mut args = vec!["run", "--rm", "--runtime", RUNC];
     args.extend_from_slice(extra);
@@ -68,13 +71,10 @@ fn sweep(c: &PrivateContainerd, image: &str, extra: &[&str]) -> Vec<(u32, i32)> 
     outcomes
 }
 
-/// System call numbers (0..=520) the running kernel implements, counted by [`SYSCOUNT`] in a
-/// runc container without a seccomp profile: what such a container can reach.
-pub fn kernel_syscalls(c: &PrivateContainerd, image: &str) -> usize {
-    sweep(c, image, &[])
-        .iter()
-        .filter(|(_, o)| *o != ENOSYS)
-        .count()
+/// System call numbers (0..=520) the running kernel implements, from the [`sweep`] of a runc
+/// container without a seccomp profile (`open`): what such a container can reach.
+pub fn kernel_syscalls(open: &Outcomes) -> usize {
+    open.iter().filter(|(_, o)| *o != ENOSYS).count()
 }
 
 /// The x86_64 system call numbers by name, from the kernel headers gcc builds the sweep with.
@@ -125,9 +125,8 @@ fn default_profile_names(c: &PrivateContainerd, image: &str) -> std::collections
 /// (Docker's, `ctr run --seccomp`) can reach, probed by the same sweep: numbers the kernel
 /// implements that the profile does not answer with its `EPERM` (or `ENOSYS`). A call that
 /// fails with `EPERM` with and without the profile (one that needs a capability) is told apart
-/// by the profile's own list of names.
-pub fn default_profile_syscalls(c: &PrivateContainerd, image: &str) -> usize {
-    let open = sweep(c, image, &[]);
+/// by the profile's own list of names. `open` is the sweep without a profile.
+pub fn default_profile_syscalls(c: &PrivateContainerd, image: &str, open: &Outcomes) -> usize {
     let confined = sweep(c, image, &["--seccomp"]);
     let allowed: std::collections::BTreeSet<u32> = {
         let numbers = syscall_numbers();

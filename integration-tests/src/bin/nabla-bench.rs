@@ -242,8 +242,9 @@ fn surface_rows(c: &PrivateContainerd, img: &bench::Images) -> Vec<Row> {
         .expect("disk image");
     let with = census::with_devices(&disk, std::os::fd::AsRawFd::as_raw_fd(&tap)).len() as f64;
     let _ = std::fs::remove_dir_all(&dir);
-    let kernel = bench::surface::kernel_syscalls(c, &img.runc) as f64;
-    let profile = bench::surface::default_profile_syscalls(c, &img.runc) as f64;
+    let open = bench::surface::sweep(c, &img.runc, &[]);
+    let kernel = bench::surface::kernel_syscalls(&open) as f64;
+    let profile = bench::surface::default_profile_syscalls(c, &img.runc, &open) as f64;
     vec![
         Row {
             figure: "attack surface: host syscalls reachable, no devices".into(),
