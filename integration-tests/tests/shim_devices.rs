@@ -458,8 +458,23 @@ fn user_memory_and_arguments_from_the_spec() {
         assert!(!dir.exists(), "{} left behind", dir.display());
     }
 
-    // Arguments: the container id is substituted, $$( escapes.
+    // A pid namespace to join that is missing, or a file that is no namespace: clear Create
+    // errors naming it, nothing left.
     let hello = f.image("hello");
+    for (ns, want) in [
+        ("pid:/nonexistent/ns", "namespace /nonexistent/ns"),
+        ("pid:/etc/hostname", "pid namespace"),
+    ] {
+        let out = f.run(&["--with-ns", ns], &hello, &["/hello"]);
+        assert!(
+            !out.status.success() && text(&out).contains(want),
+            "{ns}: {}",
+            text(&out)
+        );
+    }
+    assert_eq!(f.leftover_tasks(), "");
+
+    // Arguments: the container id is substituted, $$( escapes.
     let out = f.run(
         &[],
         &hello,
