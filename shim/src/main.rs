@@ -7,6 +7,7 @@ mod config;
 mod container;
 mod devices;
 mod error;
+mod events;
 mod hooks;
 mod io;
 mod late_network;

@@ -14,12 +14,6 @@ use containerd_shim::asynchronous::ExitSignal;
 use containerd_shim::protos::events::task::{
     TaskCreate, TaskDelete, TaskExit, TaskIO, TaskOOM, TaskPaused, TaskResumed, TaskStart,
 };
-use containerd_shim::protos::protobuf::MessageDyn;
-use containerd_shim::protos::topics::{
-    TASK_CREATE_EVENT_TOPIC, TASK_DELETE_EVENT_TOPIC, TASK_EXIT_EVENT_TOPIC, TASK_OOM_EVENT_TOPIC,
-    TASK_PAUSED_EVENT_TOPIC, TASK_RESUMED_EVENT_TOPIC, TASK_START_EVENT_TOPIC,
-};
-use containerd_shim::protos::ttrpc::context::Context;
 use containerd_shim::{api, Task, TtrpcContext};
 use containerd_shim_protos::api::ProcessInfo;
 use containerd_shim_protos::ttrpc;
@@ -32,6 +26,7 @@ use crate::config::{Config, Source};
 use crate::container::{Container, Exit, State};
 use crate::devices;
 use crate::error::{ShimError, ShimResult};
+use crate::events::Events;
 use crate::hooks::{self, Stage};
 use crate::io::{Console, StdioPaths, TenderStdio};
 use crate::late_network::{self, Pending};
@@ -58,24 +53,6 @@ pub struct TaskService {
     exit: Arc<ExitSignal>,
 }
 
-/// Publishes task events to containerd.
-pub struct Events {
-    publisher: RemotePublisher,
-    namespace: String,
-}
-
-impl Events {
-    async fn publish(&self, topic: &str, event: Box<dyn MessageDyn>) {
-        if let Err(e) = self
-            .publisher
-            .publish(Context::default(), topic, &self.namespace, event)
-            .await
-        {
-            tracing::warn!("publish {topic}: {e}");
-        }
-    }
-}
-
 impl TaskService {
     /// A service for `namespace` that publishes through `publisher` and signals `exit` on
     /// Shutdown once no container is left.
@@ -83,10 +60,7 @@ impl TaskService {
         TaskService {
             namespace: namespace.to_string(),
             containers: Arc::default(),
-            events: Arc::new(Events {
-                publisher,
-                namespace: namespace.to_string(),
-            }),
+            events: Arc::new(Events::new(publisher, namespace)),
             exit,
         }
     }
@@ -414,25 +388,22 @@ impl TaskService {
             }
         }
         self.events
-            .publish(
-                TASK_CREATE_EVENT_TOPIC,
-                Box::new(TaskCreate {
-                    container_id: id.clone(),
-                    bundle: req.bundle.clone(),
-                    rootfs: req.rootfs.clone(),
-                    io: Some(TaskIO {
-                        stdin: stdio.stdin,
-                        stdout: stdio.stdout,
-                        stderr: stdio.stderr,
-                        terminal: stdio.terminal,
-                        ..Default::default()
-                    })
-                    .into(),
-                    checkpoint: String::new(),
-                    pid,
+            .publish(TaskCreate {
+                container_id: id.clone(),
+                bundle: req.bundle.clone(),
+                rootfs: req.rootfs.clone(),
+                io: Some(TaskIO {
+                    stdin: stdio.stdin,
+                    stdout: stdio.stdout,
+                    stderr: stdio.stderr,
+                    terminal: stdio.terminal,
                     ..Default::default()
-                }),
-            )
+                })
+                .into(),
+                checkpoint: String::new(),
+                pid,
+                ..Default::default()
+            })
             .await;
         Ok(pid)
     }
@@ -568,17 +539,14 @@ impl TaskService {
             "deleted"
         );
         self.events
-            .publish(
-                TASK_DELETE_EVENT_TOPIC,
-                Box::new(TaskDelete {
-                    container_id: id.to_string(),
-                    pid,
-                    exit_status: exit.status,
-                    exited_at: Some(exit.timestamp()).into(),
-                    id: id.to_string(),
-                    ..Default::default()
-                }),
-            )
+            .publish(TaskDelete {
+                container_id: id.to_string(),
+                pid,
+                exit_status: exit.status,
+                exited_at: Some(exit.timestamp()).into(),
+                id: id.to_string(),
+                ..Default::default()
+            })
             .await;
         Ok(api::DeleteResponse {
             pid,
@@ -632,13 +600,10 @@ async fn record_exit(
     if oom {
         tracing::warn!(container = %id, pid, "the tender was killed by the OOM killer (memory limit)");
         events
-            .publish(
-                TASK_OOM_EVENT_TOPIC,
-                Box::new(TaskOOM {
-                    container_id: id.clone(),
-                    ..Default::default()
-                }),
-            )
+            .publish(TaskOOM {
+                container_id: id.clone(),
+                ..Default::default()
+            })
             .await;
     }
     if code == SECCOMP_KILLED {
@@ -653,17 +618,14 @@ async fn record_exit(
     }
     let _ = tx.send(Some(exit));
     events
-        .publish(
-            TASK_EXIT_EVENT_TOPIC,
-            Box::new(TaskExit {
-                container_id: id.clone(),
-                id,
-                pid,
-                exit_status: exit.status,
-                exited_at: Some(exit.timestamp()).into(),
-                ..Default::default()
-            }),
-        )
+        .publish(TaskExit {
+            container_id: id.clone(),
+            id,
+            pid,
+            exit_status: exit.status,
+            exited_at: Some(exit.timestamp()).into(),
+            ..Default::default()
+        })
         .await;
 }
 
@@ -847,14 +809,11 @@ impl Task for TaskService {
             "started"
         );
         self.events
-            .publish(
-                TASK_START_EVENT_TOPIC,
-                Box::new(TaskStart {
-                    container_id: req.id.clone(),
-                    pid,
-                    ..Default::default()
-                }),
-            )
+            .publish(TaskStart {
+                container_id: req.id.clone(),
+                pid,
+                ..Default::default()
+            })
             .await;
         self.run_late_hooks(&req.id, Stage::Poststart, "running", pid)
             .await;
@@ -982,13 +941,10 @@ impl Task for TaskService {
         c.state = State::Paused;
         drop(c);
         self.events
-            .publish(
-                TASK_PAUSED_EVENT_TOPIC,
-                Box::new(TaskPaused {
-                    container_id: req.id.clone(),
-                    ..Default::default()
-                }),
-            )
+            .publish(TaskPaused {
+                container_id: req.id.clone(),
+                ..Default::default()
+            })
             .await;
         Ok(api::Empty::new())
     }
@@ -1013,13 +969,10 @@ impl Task for TaskService {
         c.state = State::Running;
         drop(c);
         self.events
-            .publish(
-                TASK_RESUMED_EVENT_TOPIC,
-                Box::new(TaskResumed {
-                    container_id: req.id.clone(),
-                    ..Default::default()
-                }),
-            )
+            .publish(TaskResumed {
+                container_id: req.id.clone(),
+                ..Default::default()
+            })
             .await;
         Ok(api::Empty::new())
     }
