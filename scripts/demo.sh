@@ -7,30 +7,17 @@ set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 bin="$repo/target/release"
-ctrd_bin="${NABLA_CONTAINERD_BIN:-$repo/.deps/containerd/usr/bin}"
 base="$(mktemp -d /tmp/nabla-demo.XXXXXX)"
-sock="$base/containerd.sock"
 ns="nabla-demo"
 id="demo-$$"
-ctrd_pid=""
+# shellcheck source=scripts/private-containerd.sh
+. "$repo/scripts/private-containerd.sh"
 
 cleanup() {
     set +e
-    "$ctrd_bin/ctr" --address "$sock" -n "$ns" task kill -s SIGKILL "$id" >/dev/null 2>&1
-    "$ctrd_bin/ctr" --address "$sock" -n "$ns" container rm "$id" >/dev/null 2>&1
-    if [ -n "$ctrd_pid" ]; then
-        kill "$ctrd_pid" 2>/dev/null
-        wait "$ctrd_pid" 2>/dev/null
-    fi
-    # Unmount anything left under the demo's directories, deepest first, then remove them.
-    awk -v b="$base" '$5 ~ "^"b {print $5}' /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l
-    rm -rf "$base"
-    # The namespace's parent cgroups runtimes create above the container's (empty by now;
-    # rmdir refuses one still in use).
-    for d in /sys/fs/cgroup/*/"$ns" /sys/fs/cgroup/"$ns"; do
-        [ -d "$d" ] && rmdir "$d" 2>/dev/null
-    done
-    return 0
+    ctr task kill -s SIGKILL "$id" >/dev/null 2>&1
+    ctr container rm "$id" >/dev/null 2>&1
+    private_containerd_stop
 }
 trap cleanup EXIT
 
@@ -48,28 +35,7 @@ step "Packaging the hello unikernel as an OCI image"
 echo "nabla-image --ref docker.io/library/nabla-hello:latest --file hello:/hello --entrypoint /hello -o nabla-hello.tar"
 
 step "Starting a private containerd 2.x ($("$ctrd_bin/containerd" --version | awk '{print $3}'))"
-cat >"$base/config.toml" <<EOF
-version = 3
-root = "$base/root"
-state = "$base/state"
-[grpc]
-  address = "$sock"
-[ttrpc]
-  address = "$sock.ttrpc"
-[plugins."io.containerd.internal.v1.opt"]
-  path = "$base/opt"
-[plugins."io.containerd.nri.v1.nri"]
-  disable = true
-EOF
-(cd "$base" && PATH="$bin:$ctrd_bin:$PATH" exec "$ctrd_bin/containerd" --config "$base/config.toml" \
-    >"$base/containerd.log" 2>&1) &
-ctrd_pid=$!
-for _ in $(seq 100); do
-    "$ctrd_bin/ctr" --address "$sock" version >/dev/null 2>&1 && break
-    sleep 0.1
-done
-
-ctr() { "$ctrd_bin/ctr" --address "$sock" -n "$ns" "$@"; }
+private_containerd_start
 
 step "ctr image import nabla-hello.tar"
 ctr image import "$base/nabla-hello.tar"

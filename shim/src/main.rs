@@ -11,6 +11,8 @@ mod events;
 mod hooks;
 mod io;
 mod late_network;
+#[cfg(nabla_layout_profile)]
+mod layout_profile;
 mod logging;
 mod namespaces;
 mod rootfs;
