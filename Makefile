@@ -8,6 +8,7 @@
 #   make install    install the binaries into $(PREFIX)/bin
 
 PREFIX ?= /usr/local
+, := ,
 CARGO ?= cargo
 RELEASE_DIR := target/release
 GUEST_DIR := target/guests/release
@@ -29,9 +30,11 @@ STATIC_BINS := nabla-tender containerd-shim-nabla-v2
 STATIC_RUSTFLAGS := -C target-feature=+crt-static -C link-arg=-Wl,-z,pack-relative-relocs
 # The functions a container's life runs in the shim are linked first, together (the order
 # `make layout` measured): a shim then maps a few 64 KiB windows of code instead of nearly all
-# of it. Symbols the list names that no longer exist are skipped.
-SHIM_LINK_ORDER := -C link-arg=-Wl,--symbol-ordering-file=$(CURDIR)/shim/layout/symbol-order \
-	-C link-arg=-Wl,--no-warn-symbol-ordering
+# of it. Symbols the list names that no longer exist are skipped. The order needs rustc's own
+# lld, the default linker from Rust 1.90 on; older toolchains link in the default order.
+SHIM_LINK_ORDER := $(if $(shell [ "$$($(CARGO) --version | cut -d. -f2)" -ge 90 ] 2>/dev/null && echo y),\
+	-C link-arg=-Wl$(,)--symbol-ordering-file=$(CURDIR)/shim/layout/symbol-order \
+	-C link-arg=-Wl$(,)--no-warn-symbol-ordering)
 # Tests, benchmarks and reliability runs use these installed binaries: `cargo test` relinks
 # target/release/nabla-tender (the tender's own tests need the binary) as a dynamic build.
 export NABLA_BIN_DIR := $(CURDIR)/$(STATIC_DIR)/$(STATIC_TARGET)/dist
