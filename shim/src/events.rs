@@ -7,20 +7,21 @@
 //! Each event type here carries its topic and type name instead, and the envelope goes to
 //! the same publisher queue through its `forward` entry point (same retries and ordering).
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use containerd_shim::asynchronous::publisher::RemotePublisher;
 use containerd_shim::protos::events::task::{
     TaskCreate, TaskDelete, TaskExit, TaskOOM, TaskPaused, TaskResumed, TaskStart,
 };
 use containerd_shim::protos::protobuf::well_known_types::any::Any;
-use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim::protos::protobuf::Message;
 use containerd_shim::protos::shim::event::Envelope;
 use containerd_shim::protos::shim::events::ForwardRequest;
 use containerd_shim::protos::shim_async::Events as _;
 use containerd_shim::protos::topics;
 use containerd_shim::TtrpcContext;
+
+use crate::container::timestamp;
 
 /// A task event containerd knows: its topic and its protobuf type name.
 pub trait TaskEvent: Message {
@@ -92,16 +93,8 @@ fn envelope<E: TaskEvent>(
     namespace: &str,
     event: &E,
 ) -> Result<Envelope, containerd_shim::protos::protobuf::Error> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
     Ok(Envelope {
-        timestamp: Some(Timestamp {
-            seconds: now.as_secs() as i64,
-            nanos: now.subsec_nanos() as i32,
-            ..Default::default()
-        })
-        .into(),
+        timestamp: Some(timestamp(SystemTime::now())).into(),
         namespace: namespace.to_string(),
         topic: E::TOPIC.to_string(),
         event: Some(Any {
