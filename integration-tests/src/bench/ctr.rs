@@ -52,26 +52,33 @@ fn run_once(c: &PrivateContainerd, runtime: &str, image: &str, args: &[&str]) ->
     }
 }
 
-/// `ctr run --rm` to first console byte and to exit, nabla hello vs runc static hello: the
-/// rows, their summaries and the nabla runs (for [`super::timeline::breakdown`]).
-pub fn start_latency(
-    c: &PrivateContainerd,
-    img: &Images,
-    n: usize,
-) -> (Vec<Row>, [Summary; 4], Vec<Run>) {
-    let (mut nf, mut ne, mut rf, mut re) = (vec![], vec![], vec![], vec![]);
-    let mut runs = Vec::new();
+/// What [`start_latency`] measured.
+pub struct Latency {
+    /// The table rows.
+    pub rows: Vec<Row>,
+    /// nabla first byte, nabla exit, runc first byte, runc exit.
+    pub summaries: [Summary; 4],
+    /// The nabla runs (for [`super::timeline`]).
+    pub nabla: Vec<Run>,
+    /// The runc runs.
+    pub runc: Vec<Run>,
+}
+
+/// `ctr run --rm` to first console byte and to exit, nabla hello vs runc static hello, `n`
+/// runs each, interleaved, after two of each to warm up.
+pub fn start_latency(c: &PrivateContainerd, img: &Images, n: usize) -> Latency {
+    let (mut nabla, mut runc) = (Vec::new(), Vec::new());
     for i in 0..n + 2 {
         let a = run_once(c, NABLA, &img.nabla_hello, &["/hello"]);
         let b = run_once(c, RUNC, &img.runc, &["/hello"]);
         if i >= 2 {
-            nf.push(a.first_ms);
-            ne.push(a.exit_ms);
-            rf.push(b.first_ms);
-            re.push(b.exit_ms);
-            runs.push(a);
+            nabla.push(a);
+            runc.push(b);
         }
     }
+    let first = |runs: &[Run]| runs.iter().map(|r| r.first_ms).collect::<Vec<_>>();
+    let exit = |runs: &[Run]| runs.iter().map(|r| r.exit_ms).collect::<Vec<_>>();
+    let (nf, ne, rf, re) = (first(&nabla), exit(&nabla), first(&runc), exit(&runc));
     let s = [
         Summary::of(&nf),
         Summary::of(&ne),
@@ -96,7 +103,12 @@ pub fn start_latency(
             met: None,
         },
     ];
-    (rows, s, runs)
+    Latency {
+        rows,
+        summaries: s,
+        nabla,
+        runc,
+    }
 }
 
 /// Time for `ctr run --rm` of a container writing `mib` MiB to its console (ms).

@@ -1,6 +1,8 @@
 //! Where the time of a nabla `ctr run --rm` goes, read from the shim's own lifecycle lines in
-//! the private containerd's log (each stamped by the shim's logger in UTC with microseconds)
-//! and from the instants the benchmark itself saw (ctr spawned, first byte read, ctr exited).
+//! the private containerd's log (each stamped by the shim's logger in UTC with microseconds),
+//! from containerd's own "connecting to shim" line (logged for every runtime, when containerd
+//! has the shim's address and dials it) and from the instants the benchmark itself saw (ctr
+//! spawned, first byte read, ctr exited).
 
 use std::collections::HashMap;
 use std::time::SystemTime;
@@ -9,7 +11,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::containerd::PrivateContainerd;
-use crate::stats::Summary;
+use crate::stats::{Row, Summary};
 
 /// One `ctr run --rm` as the benchmark saw it.
 pub struct Run {
@@ -26,7 +28,7 @@ pub struct Run {
 /// The steps of a run, in order, each from the previous step's end.
 const STEPS: [&str; 12] = [
     "ctr and containerd until they execute the shim's `start` action",
-    "shim start-up: the `start` action and the daemon it spawns, to serving",
+    "shim start-up: the `start` action and the daemon it spawns, until containerd connects",
     "containerd until it sends Create",
     "Create in the shim",
     "containerd and ctr until they send Start",
@@ -44,7 +46,7 @@ const STEPS: [&str; 12] = [
 #[derive(Default)]
 struct ShimTimes {
     start_action: Option<f64>,
-    serving: Option<f64>,
+    connecting: Option<f64>,
     ready: Option<f64>,
     create_ms: Option<f64>,
     started: Option<f64>,
@@ -55,11 +57,23 @@ struct ShimTimes {
     delete_ms: Option<f64>,
 }
 
-/// The timestamp at the start of a shim log line, in seconds since the epoch.
+/// The timestamp of a log line in seconds since the epoch: at its start for the shim's lines,
+/// in `time="..."` for containerd's own.
 fn line_time(line: &str) -> Option<f64> {
-    let stamp = line.split_whitespace().next()?;
+    let stamp = match line.strip_prefix("time=\"") {
+        Some(rest) => rest.split('"').next()?,
+        None => line.split_whitespace().next()?,
+    };
     let t = OffsetDateTime::parse(stamp, &Rfc3339).ok()?;
     Some(t.unix_timestamp_nanos() as f64 / 1e9)
+}
+
+/// The container id of containerd's `msg="connecting to shim ID"` line.
+fn connecting_id(line: &str) -> Option<&str> {
+    line.split("msg=\"connecting to shim ")
+        .nth(1)?
+        .split('"')
+        .next()
 }
 
 /// The value of `key=` among the line's fields.
@@ -93,10 +107,8 @@ fn shim_times(c: &PrivateContainerd) -> HashMap<String, ShimTimes> {
     let mut out: HashMap<String, ShimTimes> = HashMap::new();
     for line in log.lines() {
         let Some(t) = line_time(line) else { continue };
-        if let Some(rest) = line.split(" serving (group of ").nth(1) {
-            if let Some(id) = rest.split(')').next() {
-                out.entry(id.to_string()).or_default().serving = Some(t);
-            }
+        if let Some(id) = connecting_id(line) {
+            out.entry(id.to_string()).or_default().connecting = Some(t);
             continue;
         }
         let Some(id) = field(line, "container") else {
@@ -140,8 +152,8 @@ fn steps(run: &Run, s: &ShimTimes) -> Option<[f64; 12]> {
     let exited_ctr = spawned + run.exit_ms / 1e3;
     Some([
         ms(spawned, s.start_action?),
-        ms(s.start_action?, s.serving?),
-        ms(s.serving?, create_began),
+        ms(s.start_action?, s.connecting?),
+        ms(s.connecting?, create_began),
         s.create_ms?,
         ms(ready, start_began),
         ms(start_began, s.first_output?),
@@ -154,14 +166,18 @@ fn steps(run: &Run, s: &ShimTimes) -> Option<[f64; 12]> {
     ])
 }
 
+/// The step durations of each of the nabla `runs` whose lines are all in the log.
+fn per_run_steps(c: &PrivateContainerd, runs: &[Run]) -> Vec<[f64; 12]> {
+    let times = shim_times(c);
+    runs.iter()
+        .filter_map(|r| steps(r, times.get(&r.id)?))
+        .collect()
+}
+
 /// Where the time of the nabla `runs` went: (step, summary in ms) in order. Runs whose lines
 /// are missing from the log are left out; none found gives an empty list.
 pub fn breakdown(c: &PrivateContainerd, runs: &[Run]) -> Vec<(String, Summary)> {
-    let times = shim_times(c);
-    let per_run: Vec<[f64; 12]> = runs
-        .iter()
-        .filter_map(|r| steps(r, times.get(&r.id)?))
-        .collect();
+    let per_run = per_run_steps(c, runs);
     if per_run.is_empty() {
         return Vec::new();
     }
@@ -173,6 +189,82 @@ pub fn breakdown(c: &PrivateContainerd, runs: &[Run]) -> Vec<(String, Summary)> 
             (name.to_string(), Summary::of(&samples))
         })
         .collect()
+}
+
+/// The steps up to the first byte that are ctr's and containerd's own work, whatever the
+/// runtime: until they execute the shim's `start` action, from connecting to the shim to
+/// Create, from Create's reply to Start, and the FIFO to ctr's stdout.
+const NOT_THE_SHIM: [usize; 4] = [0, 2, 4, 6];
+
+/// The first byte nabla's `runs` would have had with a shim that took no time at all: the sum
+/// of their [`NOT_THE_SHIM`] steps, against runc's first byte (`runc_first`). No run with
+/// every line gives None.
+pub fn floor_row(c: &PrivateContainerd, runs: &[Run], runc_first: Summary) -> Option<Row> {
+    let floors: Vec<f64> = per_run_steps(c, runs)
+        .iter()
+        .map(|s| NOT_THE_SHIM.iter().map(|&i| s[i]).sum())
+        .collect();
+    (!floors.is_empty()).then(|| Row {
+        figure: "ctr run --rm: to first console byte, ctr's and containerd's own steps only \
+                 (ms): the time a shim that took none would give"
+            .into(),
+        nabla: Summary::of(&floors),
+        baseline_name: "runc, static hello binary (to first console byte)".into(),
+        baseline: runc_first,
+        target: "informational".into(),
+        met: None,
+    })
+}
+
+/// Each run split at containerd's "connecting to shim" line, for both runtimes: ctr and
+/// containerd's work with the shim's `start` action before it, the runtime's Create and Start
+/// after it. Runs without the line are left out; empty if a runtime has none.
+pub fn runtime_split(c: &PrivateContainerd, nabla: &[Run], runc: &[Run]) -> Vec<Row> {
+    let log = std::fs::read_to_string(c.base().join("containerd.log")).unwrap_or_default();
+    let connecting: HashMap<&str, f64> = log
+        .lines()
+        .filter_map(|l| Some((connecting_id(l)?, line_time(l)?)))
+        .collect();
+    let split = |runs: &[Run]| -> (Vec<f64>, Vec<f64>) {
+        runs.iter()
+            .filter_map(|r| {
+                let spawned = r
+                    .spawned
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .ok()?
+                    .as_secs_f64();
+                let before = (connecting.get(r.id.as_str())? - spawned) * 1e3;
+                Some((before, r.first_ms - before))
+            })
+            .unzip()
+    };
+    let (nb, na) = split(nabla);
+    let (rb, ra) = split(runc);
+    if nb.is_empty() || rb.is_empty() {
+        return Vec::new();
+    }
+    let row = |figure: &str, n: &[f64], r: &[f64]| Row {
+        figure: figure.into(),
+        nabla: Summary::of(n),
+        baseline_name: "runc, static hello binary".into(),
+        baseline: Summary::of(r),
+        target: "informational".into(),
+        met: None,
+    };
+    vec![
+        row(
+            "ctr run --rm: ctr and containerd, with the shim's `start` action, until containerd \
+             connects to the shim (ms)",
+            &nb,
+            &rb,
+        ),
+        row(
+            "ctr run --rm: from containerd connecting to the shim to the first console byte: \
+             the runtime's Create and Start (ms)",
+            &na,
+            &ra,
+        ),
+    ]
 }
 
 /// The shim's Create phases for every nabla container the daemon ran, read from the
@@ -219,6 +311,10 @@ mod tests {
         assert_eq!(field(l, "container"), Some("b-1"));
         assert!((phases_total(l).unwrap() - 3.23).abs() < 1e-9);
         assert!((line_time(l).unwrap() - 1_795_384_964.185_511).abs() < 1e-6);
+        let d = "time=\"2026-11-22T22:02:44.185511123Z\" level=info msg=\"connecting to shim \
+                 b-1\" address=\"unix:///run/containerd/s/ab\" namespace=n protocol=ttrpc";
+        assert_eq!(connecting_id(d), Some("b-1"));
+        assert!((line_time(d).unwrap() - 1_795_384_964.185_511).abs() < 1e-6);
         let s = "2026-11-22T22:02:44.2Z  INFO started container=b-1 pid=7 took_ms=0.12";
         assert_eq!(took_ms(s), Some(0.12));
         assert_eq!(field(s, "containe"), None);

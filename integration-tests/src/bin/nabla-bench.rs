@@ -47,10 +47,12 @@ fn main() {
         let img = bench::import_images(&c, &dir);
         if want("ctr") {
             eprintln!("== ctr run latency");
-            let (r, lat, runs) = bench::ctr::start_latency(&c, &img, if quick { 5 } else { 20 });
-            rows.extend(r);
-            latency = Some(lat);
-            timeline = bench::timeline::breakdown(&c, &runs);
+            let lat = bench::ctr::start_latency(&c, &img, if quick { 5 } else { 20 });
+            rows.extend(lat.rows);
+            rows.extend(bench::timeline::floor_row(&c, &lat.nabla, lat.summaries[2]));
+            rows.extend(bench::timeline::runtime_split(&c, &lat.nabla, &lat.runc));
+            latency = Some(lat.summaries);
+            timeline = bench::timeline::breakdown(&c, &lat.nabla);
             phases = bench::timeline::create_phases(&c);
             eprintln!("== console throughput");
             rows.push(bench::ctr::console_throughput(
