@@ -7,8 +7,9 @@
 # nearly all of its code ended up resident in every shim. Packed together, they are a few
 # windows. The order comes from a shim built with function-entry coverage
 # (src/layout_profile.rs) running containers through a private containerd: hello runs,
-# a detached guest that is listed, measured, paused, resumed, killed and deleted, a refused
-# image. Rerun it when the shim's code or its dependencies change much: symbols the file
+# a detached guest that is listed, measured, paused, resumed, killed and deleted, a guest that
+# faults, one the filter kills, a refused image; then the real shim refines it under a
+# page-fault trace (see the end of this file). Rerun it when the shim's code or its dependencies change much: symbols the file
 # names that no longer exist are skipped, new functions go after the listed ones.
 set -euo pipefail
 
@@ -47,36 +48,44 @@ mkdir -p "$bin"
 install -m 0755 "$layout_dir/$target/dist/containerd-shim-nabla-v2" "$bin/"
 install -m 0755 "$repo/target/static/$target/dist/nabla-tender" "$bin/"
 
+# The containers each profile runs.
+lifecycle() {
+    local rt=(--runtime io.containerd.nabla.v2)
+    for i in 1 2 3; do
+        ctr run --rm "${rt[@]}" docker.io/library/hello:latest "hello-$i" /hello layout >/dev/null
+    done
+    ctr run -d "${rt[@]}" docker.io/library/clock:latest clock /clock tick 100 >/dev/null
+    sleep 0.3
+    ctr task ps clock >/dev/null
+    ctr task metrics clock >/dev/null
+    ctr task pause clock
+    ctr task resume clock
+    ctr task kill -s SIGTERM clock
+    for _ in $(seq 50); do
+        ctr task delete clock >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    ctr container rm clock
+    # A guest that faults and one the filter kills: their ends are a container's life too.
+    for g in fault forbidden; do
+        ctr run --rm "${rt[@]}" "docker.io/library/$g:latest" "$g" "/$g" >/dev/null 2>&1 || true
+    done
+    ctr run --rm "${rt[@]}" docker.io/library/not-spt:latest not-spt /true >/dev/null 2>&1 || true
+    for c in fault forbidden not-spt; do ctr container rm "$c" >/dev/null 2>&1 || true; done
+}
+
 mkdir -p "$base/profile"
 export NABLA_LAYOUT_DIR="$base/profile"
 private_containerd_start
 image() { "$repo/target/release/nabla-image" --ref "docker.io/library/$1:latest" \
     --file "$guests/$1:/$1" --entrypoint "/$1" -o "$base/$1.tar" >/dev/null; ctr image import "$base/$1.tar" >/dev/null; }
-image hello
-image clock
+for g in hello clock fault forbidden; do image "$g"; done
 "$repo/target/release/nabla-image" --ref docker.io/library/not-spt:latest \
     --file /bin/true:/true --entrypoint /true -o "$base/not-spt.tar" >/dev/null
 ctr image import "$base/not-spt.tar" >/dev/null
 
 echo "layout: running containers"
-rt=(--runtime io.containerd.nabla.v2)
-for i in 1 2 3; do
-    ctr run --rm "${rt[@]}" docker.io/library/hello:latest "hello-$i" /hello layout >/dev/null
-done
-ctr run -d "${rt[@]}" docker.io/library/clock:latest clock /clock tick 100 >/dev/null
-sleep 0.3
-ctr task ps clock >/dev/null
-ctr task metrics clock >/dev/null
-ctr task pause clock
-ctr task resume clock
-ctr task kill -s SIGTERM clock
-for _ in $(seq 50); do
-    ctr task delete clock >/dev/null 2>&1 && break
-    sleep 0.1
-done
-ctr container rm clock
-ctr run --rm "${rt[@]}" docker.io/library/not-spt:latest not-spt /true >/dev/null 2>&1 || true
-ctr container rm not-spt >/dev/null 2>&1 || true
+lifecycle
 kill "$ctrd_pid"; wait "$ctrd_pid" 2>/dev/null || true; ctrd_pid=""
 # The shims exit once their last container is gone; wait for their profiles.
 sleep 1
@@ -142,3 +151,40 @@ awk '
 ' "$base/instrumented" "$base/calls" "$out.new" >"$out"
 rm "$out.new"
 echo "layout: $(wc -l <"$base/hot") functions ran, $(wc -l <"$out") symbols in $out"
+
+# The instrumented shim is not quite the shim `make build` links: LTO inlines differently with
+# the guards in, and libc's string functions are reached through ifunc pointers that objdump
+# cannot follow. So the real shim, linked in this order, then runs the same containers under
+# a page-fault trace: each function it first fetches code from on a page no listed function
+# brought in joins the end of the list, and the shim is linked again, until no such function
+# is left (at most four rounds). Needs perf; without it the list is the profile's alone.
+if ! command -v perf >/dev/null || ! perf stat -e page-faults true >/dev/null 2>&1; then
+    echo "layout: perf cannot count page faults here: the list is the coverage profile's alone" >&2
+    exit 0
+fi
+bin="$repo/target/static/$target/dist"
+unset NABLA_LAYOUT_DIR
+private_containerd_start
+for round in 1 2 3 4; do
+    make -C "$repo" --no-print-directory build CARGO="$cargo" >/dev/null
+    perf record -q -e page-faults -c 1 -d -a -o "$base/faults.data" >/dev/null 2>&1 &
+    perf_pid=$!
+    sleep 1
+    lifecycle
+    sleep 1
+    kill -INT "$perf_pid"
+    wait "$perf_pid" || true
+    # Instruction fetches are the faults at the faulting instruction's own address.
+    perf script -i "$base/faults.data" --no-demangle -F comm,ip,sym,addr 2>/dev/null |
+        awk '$1 == "containerd-shim" && $2 == $4 && $5 != "[unknown]" {print $5}' |
+        sort -u >"$base/fetched"
+    grep -vxF -f "$out" "$base/fetched" >"$base/new" || true
+    if [ ! -s "$base/new" ]; then
+        echo "layout: round $round: every code fault is in a listed function"
+        break
+    fi
+    cat "$base/new" >>"$out"
+    echo "layout: round $round: $(wc -l <"$base/new") more functions: $(tr '\n' ' ' <"$base/new" | cut -c1-200)"
+done
+make -C "$repo" --no-print-directory build CARGO="$cargo" >/dev/null
+echo "layout: $(wc -l <"$out") symbols in $out"
