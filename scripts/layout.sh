@@ -26,27 +26,15 @@ ns="nabla-layout"
 . "$repo/scripts/private-containerd.sh"
 trap 'set +e; ctr task kill -s SIGKILL clock >/dev/null 2>&1; ctr container rm clock >/dev/null 2>&1; private_containerd_stop' EXIT
 
-echo "layout: building a shim with function-entry coverage"
-# The coverage flags reach rustc through a wrapper, for the target's crates only (not build
-# scripts or proc-macros): in RUSTFLAGS they would change every symbol's hash, and the names
-# must be those of the shim `make build` links.
-mkdir -p "$layout_dir"
-cat >"$layout_dir/rustc-coverage" <<'EOT'
-#!/bin/sh
-case " $* " in
-*" --target "*) exec "$@" --cfg nabla_layout_profile -C passes=sancov-module \
-    -C llvm-args=-sanitizer-coverage-level=1 -C llvm-args=-sanitizer-coverage-trace-pc-guard \
-    -C llvm-args=-sanitizer-coverage-pc-table ;;
-*) exec "$@" ;;
-esac
-EOT
-chmod +x "$layout_dir/rustc-coverage"
-RUSTC_WRAPPER="$layout_dir/rustc-coverage" \
-    RUSTFLAGS="-C target-feature=+crt-static -C link-arg=-Wl,-z,pack-relative-relocs" \
-    "$cargo" build --profile dist -p containerd-shim-nabla --target "$target" --target-dir "$layout_dir"
-mkdir -p "$bin"
-install -m 0755 "$layout_dir/$target/dist/containerd-shim-nabla-v2" "$bin/"
-install -m 0755 "$repo/target/static/$target/dist/nabla-tender" "$bin/"
+# The images the containers run, into the private containerd.
+import_images() {
+    image() { "$repo/target/release/nabla-image" --ref "docker.io/library/$1:latest" \
+        --file "$guests/$1:/$1" --entrypoint "/$1" -o "$base/$1.tar" >/dev/null; ctr image import "$base/$1.tar" >/dev/null; }
+    for g in hello clock fault forbidden; do image "$g"; done
+    "$repo/target/release/nabla-image" --ref docker.io/library/not-spt:latest \
+        --file /bin/true:/true --entrypoint /true -o "$base/not-spt.tar" >/dev/null
+    ctr image import "$base/not-spt.tar" >/dev/null
+}
 
 # The containers each profile runs.
 lifecycle() {
@@ -74,15 +62,35 @@ lifecycle() {
     for c in fault forbidden not-spt; do ctr container rm "$c" >/dev/null 2>&1 || true; done
 }
 
+# NABLA_LAYOUT_REFINE_ONLY=1 keeps the current list and only refines it (the last phase):
+# enough after a small change to the shim.
+if [ -z "${NABLA_LAYOUT_REFINE_ONLY:-}" ]; then
+echo "layout: building a shim with function-entry coverage"
+# The coverage flags reach rustc through a wrapper, for the target's crates only (not build
+# scripts or proc-macros): in RUSTFLAGS they would change every symbol's hash, and the names
+# must be those of the shim `make build` links.
+mkdir -p "$layout_dir"
+cat >"$layout_dir/rustc-coverage" <<'EOT'
+#!/bin/sh
+case " $* " in
+*" --target "*) exec "$@" --cfg nabla_layout_profile -C passes=sancov-module \
+    -C llvm-args=-sanitizer-coverage-level=1 -C llvm-args=-sanitizer-coverage-trace-pc-guard \
+    -C llvm-args=-sanitizer-coverage-pc-table ;;
+*) exec "$@" ;;
+esac
+EOT
+chmod +x "$layout_dir/rustc-coverage"
+RUSTC_WRAPPER="$layout_dir/rustc-coverage" \
+    RUSTFLAGS="-C target-feature=+crt-static -C link-arg=-Wl,-z,pack-relative-relocs" \
+    "$cargo" build --profile dist -p containerd-shim-nabla --target "$target" --target-dir "$layout_dir"
+mkdir -p "$bin"
+install -m 0755 "$layout_dir/$target/dist/containerd-shim-nabla-v2" "$bin/"
+install -m 0755 "$repo/target/static/$target/dist/nabla-tender" "$bin/"
+
 mkdir -p "$base/profile"
 export NABLA_LAYOUT_DIR="$base/profile"
 private_containerd_start
-image() { "$repo/target/release/nabla-image" --ref "docker.io/library/$1:latest" \
-    --file "$guests/$1:/$1" --entrypoint "/$1" -o "$base/$1.tar" >/dev/null; ctr image import "$base/$1.tar" >/dev/null; }
-for g in hello clock fault forbidden; do image "$g"; done
-"$repo/target/release/nabla-image" --ref docker.io/library/not-spt:latest \
-    --file /bin/true:/true --entrypoint /true -o "$base/not-spt.tar" >/dev/null
-ctr image import "$base/not-spt.tar" >/dev/null
+import_images
 
 echo "layout: running containers"
 lifecycle
@@ -151,13 +159,14 @@ awk '
 ' "$base/instrumented" "$base/calls" "$out.new" >"$out"
 rm "$out.new"
 echo "layout: $(wc -l <"$base/hot") functions ran, $(wc -l <"$out") symbols in $out"
+fi
 
 # The instrumented shim is not quite the shim `make build` links: LTO inlines differently with
 # the guards in, and libc's string functions are reached through ifunc pointers that objdump
 # cannot follow. So the real shim, linked in this order, then runs the same containers under
 # a page-fault trace: each function it first fetches code from on a page no listed function
 # brought in joins the end of the list, and the shim is linked again, until no such function
-# is left (at most four rounds). Needs perf; without it the list is the profile's alone.
+# is left (at most eight rounds). Needs perf; without it the list is the profile's alone.
 if ! command -v perf >/dev/null || ! perf stat -e page-faults true >/dev/null 2>&1; then
     echo "layout: perf cannot count page faults here: the list is the coverage profile's alone" >&2
     exit 0
@@ -165,7 +174,8 @@ fi
 bin="$repo/target/static/$target/dist"
 unset NABLA_LAYOUT_DIR
 private_containerd_start
-for round in 1 2 3 4; do
+if [ -n "${NABLA_LAYOUT_REFINE_ONLY:-}" ]; then import_images; fi
+for round in 1 2 3 4 5 6 7 8; do
     make -C "$repo" --no-print-directory build CARGO="$cargo" >/dev/null
     perf record -q -e page-faults -c 1 -d -a -o "$base/faults.data" >/dev/null 2>&1 &
     perf_pid=$!
