@@ -25,6 +25,18 @@ pub struct Run {
     pub exit_ms: f64,
 }
 
+impl Run {
+    /// When ctr was spawned, in seconds since the epoch (the log lines' scale).
+    fn spawned_secs(&self) -> Option<f64> {
+        Some(
+            self.spawned
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .ok()?
+                .as_secs_f64(),
+        )
+    }
+}
+
 /// The steps of a run, in order, each from the previous step's end.
 const STEPS: [&str; 12] = [
     "ctr and containerd until they execute the shim's `start` action",
@@ -137,11 +149,7 @@ fn shim_times(c: &PrivateContainerd) -> HashMap<String, ShimTimes> {
 
 /// The step durations (ms) of one run, or None if a line is missing.
 fn steps(run: &Run, s: &ShimTimes) -> Option<[f64; 12]> {
-    let spawned = run
-        .spawned
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .ok()?
-        .as_secs_f64();
+    let spawned = run.spawned_secs()?;
     let ms = |from: f64, to: f64| (to - from) * 1e3;
     let ready = s.ready?;
     let create_began = ready - s.create_ms? / 1e3;
@@ -166,105 +174,110 @@ fn steps(run: &Run, s: &ShimTimes) -> Option<[f64; 12]> {
     ])
 }
 
-/// The step durations of each of the nabla `runs` whose lines are all in the log.
-fn per_run_steps(c: &PrivateContainerd, runs: &[Run]) -> Vec<[f64; 12]> {
-    let times = shim_times(c);
-    runs.iter()
-        .filter_map(|r| steps(r, times.get(&r.id)?))
-        .collect()
-}
-
-/// Where the time of the nabla `runs` went: (step, summary in ms) in order. Runs whose lines
-/// are missing from the log are left out; none found gives an empty list.
-pub fn breakdown(c: &PrivateContainerd, runs: &[Run]) -> Vec<(String, Summary)> {
-    let per_run = per_run_steps(c, runs);
-    if per_run.is_empty() {
-        return Vec::new();
-    }
-    STEPS
-        .iter()
-        .enumerate()
-        .map(|(i, name)| {
-            let samples: Vec<f64> = per_run.iter().map(|s| s[i]).collect();
-            (name.to_string(), Summary::of(&samples))
-        })
-        .collect()
-}
-
 /// The steps up to the first byte that are ctr's and containerd's own work, whatever the
 /// runtime: until they execute the shim's `start` action, from connecting to the shim to
 /// Create, from Create's reply to Start, and the FIFO to ctr's stdout.
 const NOT_THE_SHIM: [usize; 4] = [0, 2, 4, 6];
 
-/// The first byte nabla's `runs` would have had with a shim that took no time at all: the sum
-/// of their [`NOT_THE_SHIM`] steps, against runc's first byte (`runc_first`). No run with
-/// every line gives None.
-pub fn floor_row(c: &PrivateContainerd, runs: &[Run], runc_first: Summary) -> Option<Row> {
-    let floors: Vec<f64> = per_run_steps(c, runs)
-        .iter()
-        .map(|s| NOT_THE_SHIM.iter().map(|&i| s[i]).sum())
-        .collect();
-    (!floors.is_empty()).then(|| Row {
-        figure: "ctr run --rm: to first console byte, ctr's and containerd's own steps only \
-                 (ms): the time a shim that took none would give"
-            .into(),
-        nabla: Summary::of(&floors),
-        baseline_name: "runc, static hello binary (to first console byte)".into(),
-        baseline: runc_first,
-        target: "informational".into(),
-        met: None,
-    })
+/// The daemon's log, read once: each container's lifecycle instants.
+pub struct DaemonLog {
+    times: HashMap<String, ShimTimes>,
 }
 
-/// Each run split at containerd's "connecting to shim" line, for both runtimes: ctr and
-/// containerd's work with the shim's `start` action before it, the runtime's Create and Start
-/// after it. Runs without the line are left out; empty if a runtime has none.
-pub fn runtime_split(c: &PrivateContainerd, nabla: &[Run], runc: &[Run]) -> Vec<Row> {
-    let log = std::fs::read_to_string(c.base().join("containerd.log")).unwrap_or_default();
-    let connecting: HashMap<&str, f64> = log
-        .lines()
-        .filter_map(|l| Some((connecting_id(l)?, line_time(l)?)))
-        .collect();
-    let split = |runs: &[Run]| -> (Vec<f64>, Vec<f64>) {
-        runs.iter()
-            .filter_map(|r| {
-                let spawned = r
-                    .spawned
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .ok()?
-                    .as_secs_f64();
-                let before = (connecting.get(r.id.as_str())? - spawned) * 1e3;
-                Some((before, r.first_ms - before))
-            })
-            .unzip()
-    };
-    let (nb, na) = split(nabla);
-    let (rb, ra) = split(runc);
-    if nb.is_empty() || rb.is_empty() {
-        return Vec::new();
+impl DaemonLog {
+    /// Reads `c`'s log as it is now.
+    pub fn read(c: &PrivateContainerd) -> Self {
+        DaemonLog {
+            times: shim_times(c),
+        }
     }
-    let row = |figure: &str, n: &[f64], r: &[f64]| Row {
-        figure: figure.into(),
-        nabla: Summary::of(n),
-        baseline_name: "runc, static hello binary".into(),
-        baseline: Summary::of(r),
-        target: "informational".into(),
-        met: None,
-    };
-    vec![
-        row(
-            "ctr run --rm: ctr and containerd, with the shim's `start` action, until containerd \
-             connects to the shim (ms)",
-            &nb,
-            &rb,
-        ),
-        row(
-            "ctr run --rm: from containerd connecting to the shim to the first console byte: \
-             the runtime's Create and Start (ms)",
-            &na,
-            &ra,
-        ),
-    ]
+
+    /// The step durations of each of the nabla `runs` whose lines are all in the log.
+    fn per_run_steps(&self, runs: &[Run]) -> Vec<[f64; 12]> {
+        runs.iter()
+            .filter_map(|r| steps(r, self.times.get(&r.id)?))
+            .collect()
+    }
+
+    /// Where the time of the nabla `runs` went: (step, summary in ms) in order. Runs whose
+    /// lines are missing from the log are left out; none found gives an empty list.
+    pub fn breakdown(&self, runs: &[Run]) -> Vec<(String, Summary)> {
+        let per_run = self.per_run_steps(runs);
+        if per_run.is_empty() {
+            return Vec::new();
+        }
+        STEPS
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let samples: Vec<f64> = per_run.iter().map(|s| s[i]).collect();
+                (name.to_string(), Summary::of(&samples))
+            })
+            .collect()
+    }
+
+    /// The first byte nabla's `runs` would have had with a shim that took no time at all: the
+    /// sum of their [`NOT_THE_SHIM`] steps, against runc's first byte (`runc_first`). No run
+    /// with every line gives None.
+    pub fn floor_row(&self, runs: &[Run], runc_first: Summary) -> Option<Row> {
+        let floors: Vec<f64> = self
+            .per_run_steps(runs)
+            .iter()
+            .map(|s| NOT_THE_SHIM.iter().map(|&i| s[i]).sum())
+            .collect();
+        (!floors.is_empty()).then(|| Row {
+            figure: "ctr run --rm: to first console byte, ctr's and containerd's own steps only \
+                     (ms): the time a shim that took none would give"
+                .into(),
+            nabla: Summary::of(&floors),
+            baseline_name: "runc, static hello binary (to first console byte)".into(),
+            baseline: runc_first,
+            target: "informational".into(),
+            met: None,
+        })
+    }
+
+    /// Each run split at containerd's "connecting to shim" line, for both runtimes: ctr and
+    /// containerd's work with the shim's `start` action before it, the runtime's Create and
+    /// Start after it. Runs without the line are left out; empty if a runtime has none.
+    pub fn runtime_split(&self, nabla: &[Run], runc: &[Run]) -> Vec<Row> {
+        let split = |runs: &[Run]| -> (Vec<f64>, Vec<f64>) {
+            runs.iter()
+                .filter_map(|r| {
+                    let connecting = self.times.get(&r.id)?.connecting?;
+                    let before = (connecting - r.spawned_secs()?) * 1e3;
+                    Some((before, r.first_ms - before))
+                })
+                .unzip()
+        };
+        let (nb, na) = split(nabla);
+        let (rb, ra) = split(runc);
+        if nb.is_empty() || rb.is_empty() {
+            return Vec::new();
+        }
+        let row = |figure: &str, n: &[f64], r: &[f64]| Row {
+            figure: figure.into(),
+            nabla: Summary::of(n),
+            baseline_name: "runc, static hello binary".into(),
+            baseline: Summary::of(r),
+            target: "informational".into(),
+            met: None,
+        };
+        vec![
+            row(
+                "ctr run --rm: ctr and containerd, with the shim's `start` action, until \
+                 containerd connects to the shim (ms)",
+                &nb,
+                &rb,
+            ),
+            row(
+                "ctr run --rm: from containerd connecting to the shim to the first console \
+                 byte: the runtime's Create and Start (ms)",
+                &na,
+                &ra,
+            ),
+        ]
+    }
 }
 
 /// The shim's Create phases for every nabla container the daemon ran, read from the

@@ -49,10 +49,11 @@ fn main() {
             eprintln!("== ctr run latency");
             let lat = bench::ctr::start_latency(&c, &img, if quick { 5 } else { 20 });
             rows.extend(lat.rows);
-            rows.extend(bench::timeline::floor_row(&c, &lat.nabla, lat.summaries[2]));
-            rows.extend(bench::timeline::runtime_split(&c, &lat.nabla, &lat.runc));
+            let log = bench::timeline::DaemonLog::read(&c);
+            rows.extend(log.floor_row(&lat.nabla, lat.summaries[2]));
+            rows.extend(log.runtime_split(&lat.nabla, &lat.runc));
             latency = Some(lat.summaries);
-            timeline = bench::timeline::breakdown(&c, &lat.nabla);
+            timeline = log.breakdown(&lat.nabla);
             phases = bench::timeline::create_phases(&c);
             eprintln!("== console throughput");
             rows.push(bench::ctr::console_throughput(
