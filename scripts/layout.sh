@@ -62,15 +62,14 @@ lifecycle() {
     for c in fault forbidden not-spt; do ctr container rm "$c" >/dev/null 2>&1 || true; done
 }
 
-# NABLA_LAYOUT_REFINE_ONLY=1 keeps the current list and only refines it (the last phase):
-# enough after a small change to the shim.
-if [ -z "${NABLA_LAYOUT_REFINE_ONLY:-}" ]; then
-echo "layout: building a shim with function-entry coverage"
-# The coverage flags reach rustc through a wrapper, for the target's crates only (not build
-# scripts or proc-macros): in RUSTFLAGS they would change every symbol's hash, and the names
-# must be those of the shim `make build` links.
-mkdir -p "$layout_dir"
-cat >"$layout_dir/rustc-coverage" <<'EOT'
+# The order from the coverage build: profile, symbols, then what they call.
+coverage_order() {
+    echo "layout: building a shim with function-entry coverage"
+    # The coverage flags reach rustc through a wrapper, for the target's crates only (not build
+    # scripts or proc-macros): in RUSTFLAGS they would change every symbol's hash, and the names
+    # must be those of the shim `make build` links.
+    mkdir -p "$layout_dir"
+    cat >"$layout_dir/rustc-coverage" <<'EOT'
 #!/bin/sh
 case " $* " in
 *" --target "*) exec "$@" --cfg nabla_layout_profile -C passes=sancov-module \
@@ -79,86 +78,92 @@ case " $* " in
 *) exec "$@" ;;
 esac
 EOT
-chmod +x "$layout_dir/rustc-coverage"
-RUSTC_WRAPPER="$layout_dir/rustc-coverage" \
-    RUSTFLAGS="-C target-feature=+crt-static -C link-arg=-Wl,-z,pack-relative-relocs" \
-    "$cargo" build --profile dist -p containerd-shim-nabla --target "$target" --target-dir "$layout_dir"
-mkdir -p "$bin"
-install -m 0755 "$layout_dir/$target/dist/containerd-shim-nabla-v2" "$bin/"
-install -m 0755 "$repo/target/static/$target/dist/nabla-tender" "$bin/"
+    chmod +x "$layout_dir/rustc-coverage"
+    RUSTC_WRAPPER="$layout_dir/rustc-coverage" \
+        RUSTFLAGS="-C target-feature=+crt-static -C link-arg=-Wl,-z,pack-relative-relocs" \
+        "$cargo" build --profile dist -p containerd-shim-nabla --target "$target" --target-dir "$layout_dir"
+    mkdir -p "$bin"
+    install -m 0755 "$layout_dir/$target/dist/containerd-shim-nabla-v2" "$bin/"
+    install -m 0755 "$repo/target/static/$target/dist/nabla-tender" "$bin/"
 
-mkdir -p "$base/profile"
-export NABLA_LAYOUT_DIR="$base/profile"
-private_containerd_start
-import_images
+    mkdir -p "$base/profile"
+    export NABLA_LAYOUT_DIR="$base/profile"
+    private_containerd_start
+    import_images
 
-echo "layout: running containers"
-lifecycle
-kill "$ctrd_pid"; wait "$ctrd_pid" 2>/dev/null || true; ctrd_pid=""
-# The shims exit once their last container is gone; wait for their profiles.
-sleep 1
+    echo "layout: running containers"
+    lifecycle
+    kill "$ctrd_pid"; wait "$ctrd_pid" 2>/dev/null || true; ctrd_pid=""
+    # The shims exit once their last container is gone; wait for their profiles.
+    sleep 1
 
-cat "$base"/profile/shim.* >/dev/null
-echo "layout: $(ls "$base"/profile | wc -l) shim processes profiled"
-# Entry offsets (sorted, 16 hex digits) merged with the symbol table: each offset takes the
-# function symbol at or before it.
-{
-    nm --defined-only "$bin/containerd-shim-nabla-v2" | awk '$2 ~ /^[tTwW]$/ {print $1, 0, $3}'
-    sort -u "$base"/profile/shim.* | awk '{print $1, 1}'
-} | LC_ALL=C sort -k1,1 -k2,2 | awk '
-    $2 == 0 { sym = $3; next }
-    sym != "" && !seen[sym]++ { print sym }
-' >"$base/hot"
-# Named as in the shim `make build` links: LTO numbers the copies of a function several
-# crates instantiate (`name.12`) differently in the two builds, so names are matched without
-# the number, and every copy is listed.
-mkdir -p "$(dirname "$out")"
-nm --defined-only "$repo/target/static/$target/dist/containerd-shim-nabla-v2" |
-    awk '$2 ~ /^[tTwW]$/ {print $3}' >"$base/dist"
-awk '
-    function stem(s) { sub(/\.[0-9]+$/, "", s); return s }
-    NR == FNR { if (!(stem($0) in rank)) rank[stem($0)] = FNR; next }
-    stem($0) in rank { print rank[stem($0)], $0 }
-' "$base/hot" "$base/dist" | sort -n -k1,1 | awk '!seen[$2]++ {print $2}' >"$out.new"
-# The standard library's precompiled functions and libc carry no coverage guards, nor does
-# what runs before main (start-up, relocation resolvers, initialisers) or starts a thread.
-# They follow: the start-up entry points, then what the listed functions call directly or
-# through other unguarded functions, short of the panic and error paths. A function the
-# profile saw also brings in each function it calls: the two builds fold identical
-# functions together under different names.
-calls() {
-    objdump -d --no-show-raw-insn "$1" | awk '
-        /^[0-9a-f]+ <.*>:$/ { f = substr($2, 2, length($2) - 3); next }
-        $2 ~ /^(call|jmp)$/ && $4 ~ /^</ {
-            t = substr($4, 2, length($4) - 2); sub(/\+0x[0-9a-f]+$/, "", t)
-            if (t != f) print f, t
-        }'
-}
-calls "$bin/containerd-shim-nabla-v2" | awk '$2 == "__sanitizer_cov_trace_pc_guard" {print $1}' |
-    sort -u >"$base/instrumented"
-calls "$repo/target/static/$target/dist/containerd-shim-nabla-v2" | sort -u >"$base/calls"
-grep -E '^(_start|__libc_start_main.*|.*_ifunc|.*init_wrapper|.*thread_start.*)$' "$base/dist" >>"$out.new" || true
-awk '
-    function stem(s) { sub(/\.[0-9]+$/, "", s); return s }
-    FILENAME == ARGV[1] { guarded[stem($0)] = 1; next }
-    FILENAME == ARGV[2] { callees[$1] = callees[$1] " " $2; next }
-    !($0 in have) { order[++n] = $0; have[$0] = 1; seen[$0] = 1 }
-    END {
-        for (i = 1; i <= n; i++) {
-            f = order[i]
-            print f
-            k = split(callees[f], ts, " ")
-            for (j = 1; j <= k; j++) {
-                t = ts[j]
-                if (t in have || (!(f in seen) && stem(t) in guarded)) continue
-                if (t ~ /panic|unwrap_failed|expect_failed|_fail|handle_error|alloc_error|abort|backtrace|__libc_fatal|__assert/) continue
-                have[t] = 1; order[++n] = t
+    cat "$base"/profile/shim.* >/dev/null
+    echo "layout: $(ls "$base"/profile | wc -l) shim processes profiled"
+    # Entry offsets (sorted, 16 hex digits) merged with the symbol table: each offset takes the
+    # function symbol at or before it.
+    {
+        nm --defined-only "$bin/containerd-shim-nabla-v2" | awk '$2 ~ /^[tTwW]$/ {print $1, 0, $3}'
+        sort -u "$base"/profile/shim.* | awk '{print $1, 1}'
+    } | LC_ALL=C sort -k1,1 -k2,2 | awk '
+        $2 == 0 { sym = $3; next }
+        sym != "" && !seen[sym]++ { print sym }
+    ' >"$base/hot"
+    # Named as in the shim `make build` links: LTO numbers the copies of a function several
+    # crates instantiate (`name.12`) differently in the two builds, so names are matched without
+    # the number, and every copy is listed.
+    mkdir -p "$(dirname "$out")"
+    nm --defined-only "$repo/target/static/$target/dist/containerd-shim-nabla-v2" |
+        awk '$2 ~ /^[tTwW]$/ {print $3}' >"$base/dist"
+    awk '
+        function stem(s) { sub(/\.[0-9]+$/, "", s); return s }
+        NR == FNR { if (!(stem($0) in rank)) rank[stem($0)] = FNR; next }
+        stem($0) in rank { print rank[stem($0)], $0 }
+    ' "$base/hot" "$base/dist" | sort -n -k1,1 | awk '!seen[$2]++ {print $2}' >"$out.new"
+    # The standard library's precompiled functions and libc carry no coverage guards, nor does
+    # what runs before main (start-up, relocation resolvers, initialisers) or starts a thread.
+    # They follow: the start-up entry points, then what the listed functions call directly or
+    # through other unguarded functions, short of the panic and error paths. A function the
+    # profile saw also brings in each function it calls: the two builds fold identical
+    # functions together under different names.
+    calls() {
+        objdump -d --no-show-raw-insn "$1" | awk '
+            /^[0-9a-f]+ <.*>:$/ { f = substr($2, 2, length($2) - 3); next }
+            $2 ~ /^(call|jmp)$/ && $4 ~ /^</ {
+                t = substr($4, 2, length($4) - 2); sub(/\+0x[0-9a-f]+$/, "", t)
+                if (t != f) print f, t
+            }'
+    }
+    calls "$bin/containerd-shim-nabla-v2" | awk '$2 == "__sanitizer_cov_trace_pc_guard" {print $1}' |
+        sort -u >"$base/instrumented"
+    calls "$repo/target/static/$target/dist/containerd-shim-nabla-v2" | sort -u >"$base/calls"
+    grep -E '^(_start|__libc_start_main.*|.*_ifunc|.*init_wrapper|.*thread_start.*)$' "$base/dist" >>"$out.new" || true
+    awk '
+        function stem(s) { sub(/\.[0-9]+$/, "", s); return s }
+        FILENAME == ARGV[1] { guarded[stem($0)] = 1; next }
+        FILENAME == ARGV[2] { callees[$1] = callees[$1] " " $2; next }
+        !($0 in have) { order[++n] = $0; have[$0] = 1; seen[$0] = 1 }
+        END {
+            for (i = 1; i <= n; i++) {
+                f = order[i]
+                print f
+                k = split(callees[f], ts, " ")
+                for (j = 1; j <= k; j++) {
+                    t = ts[j]
+                    if (t in have || (!(f in seen) && stem(t) in guarded)) continue
+                    if (t ~ /panic|unwrap_failed|expect_failed|_fail|handle_error|alloc_error|abort|backtrace|__libc_fatal|__assert/) continue
+                    have[t] = 1; order[++n] = t
+                }
             }
         }
-    }
-' "$base/instrumented" "$base/calls" "$out.new" >"$out"
-rm "$out.new"
-echo "layout: $(wc -l <"$base/hot") functions ran, $(wc -l <"$out") symbols in $out"
+    ' "$base/instrumented" "$base/calls" "$out.new" >"$out"
+    rm "$out.new"
+    echo "layout: $(wc -l <"$base/hot") functions ran, $(wc -l <"$out") symbols in $out"
+}
+
+# NABLA_LAYOUT_REFINE_ONLY=1 keeps the current list and only refines it (the last phase):
+# enough after a small change to the shim.
+if [ -z "${NABLA_LAYOUT_REFINE_ONLY:-}" ]; then
+    coverage_order
 fi
 
 # The instrumented shim is not quite the shim `make build` links: LTO inlines differently with
